@@ -1,0 +1,260 @@
+//! Reading records by offset.
+//!
+//! A fetch finds the segment holding its start offset (the tip, the client's index of segments
+//! it has seen, or a bounded listing), reads only the rows it needs through the page index, and
+//! follows the chain to the next segments (their keys follow from each manifest, so sequential
+//! reading never lists) until `max_records` or `max_bytes` is reached or the log ends.
+
+use object_store::path::Path;
+use std::sync::Arc;
+
+use super::{Part, Tip, tip};
+use crate::error::{Error, Result};
+use crate::record::StoredRecord;
+use crate::segment::{self, Footer};
+use crate::storage::keys;
+
+/// Most records one fetch may ask for.
+pub const FETCH_RECORDS_MAX: u32 = 100_000;
+/// Most bytes one fetch may ask for.
+pub const FETCH_BYTES_MAX: u64 = 256 * 1024 * 1024;
+/// Offsets covered by the first listing when a segment must be found without any cached
+/// knowledge; each further listing covers 16 times more.
+const LOCATE_WINDOW_FIRST: u64 = 1000;
+/// Empty (control) versions skipped one by one before a listing is used instead.
+const CONTROL_SKIP_MAX: usize = 16;
+
+/// Where a fetch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset: the oldest record still kept.
+    Earliest,
+    /// The high watermark: only records produced from now on.
+    Latest,
+    /// An absolute offset; negative values are rejected with the valid range.
+    At(i64),
+}
+
+/// Bounds on one fetch. At least one record is returned when any is available, even if it is
+/// larger than `max_bytes` (as Kafka does), so a large record can never stall a consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchLimits {
+    pub max_records: u32,
+    pub max_bytes: u64,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        FetchLimits {
+            max_records: 10_000,
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl FetchLimits {
+    pub fn validate(&self) -> Result<()> {
+        if self.max_records == 0 || self.max_records > FETCH_RECORDS_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "max_records must be 1 to {FETCH_RECORDS_MAX}, not {}",
+                self.max_records
+            )));
+        }
+        if self.max_bytes == 0 || self.max_bytes > FETCH_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "max_bytes must be 1 to {FETCH_BYTES_MAX}, not {}",
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a fetch returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    pub records: Vec<StoredRecord>,
+    /// The offset to fetch from next.
+    pub next_offset: u64,
+    /// The partition's next offset when the fetch started.
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+}
+
+pub async fn fetch(part: Part<'_>, from: OffsetSpec, limits: FetchLimits) -> Result<Fetched> {
+    limits.validate()?;
+    let tip = tip::latest(part).await?;
+    let hw = tip.manifest.next_offset;
+    let log_start = tip.manifest.log_start_offset;
+    let start = resolve(part, from, log_start, hw)?;
+    let mut out = Fetched {
+        records: Vec::new(),
+        next_offset: start,
+        high_watermark: hw,
+        log_start_offset: log_start,
+    };
+    if start == hw {
+        return Ok(out);
+    }
+    let mut segment = locate(part, &tip, start).await?;
+    let mut bytes = 0u64;
+    loop {
+        let (key, footer) = segment;
+        let full = read_segment(part, &key, &footer, &mut out, &mut bytes, limits).await?;
+        if full || out.next_offset >= hw {
+            return Ok(out);
+        }
+        segment = match next_data_segment(part, &footer).await? {
+            Some(next) => next,
+            None => locate(part, &tip, out.next_offset).await?,
+        };
+    }
+}
+
+fn resolve(part: Part<'_>, from: OffsetSpec, log_start: u64, hw: u64) -> Result<u64> {
+    let out_of_range = |offset: i64| Error::OffsetOutOfRange {
+        topic: part.topic.to_string(),
+        partition: part.partition,
+        offset,
+        log_start,
+        next: hw,
+    };
+    match from {
+        OffsetSpec::Earliest => Ok(log_start),
+        OffsetSpec::Latest => Ok(hw),
+        OffsetSpec::At(n) if n < 0 => Err(out_of_range(n)),
+        OffsetSpec::At(n) if (n as u64) < log_start || (n as u64) > hw => Err(out_of_range(n)),
+        OffsetSpec::At(n) => Ok(n as u64),
+    }
+}
+
+/// Appends the wanted rows of one segment to `out`; true when a limit was reached.
+async fn read_segment(
+    part: Part<'_>,
+    key: &Path,
+    footer: &Footer,
+    out: &mut Fetched,
+    bytes: &mut u64,
+    limits: FetchLimits,
+) -> Result<bool> {
+    let m = &footer.manifest;
+    let first_row = out.next_offset - m.base_offset;
+    let records_left = u64::from(limits.max_records) - out.records.len() as u64;
+    let rows = rows_wanted(
+        footer,
+        records_left,
+        limits.max_bytes.saturating_sub(*bytes),
+    );
+    for record in segment::read_rows(part.store, key, footer, first_row, rows).await? {
+        let size = record.size_bytes();
+        if !out.records.is_empty() && *bytes + size > limits.max_bytes {
+            return Ok(true);
+        }
+        *bytes += size;
+        out.next_offset = record.offset + 1;
+        out.records.push(record);
+    }
+    Ok(out.records.len() as u64 >= u64::from(limits.max_records) || *bytes >= limits.max_bytes)
+}
+
+/// Rows worth decoding: enough for the limits at this segment's average record size, plus one,
+/// so a fetch with a small `max_bytes` does not decode a whole large segment.
+fn rows_wanted(footer: &Footer, records_left: u64, bytes_left: u64) -> u64 {
+    let rows = u64::from(footer.manifest.record_count).max(1);
+    let payload: i64 = footer
+        .metadata
+        .row_groups()
+        .iter()
+        .flat_map(|rg| rg.columns().iter().skip(2))
+        .map(|c| c.uncompressed_size())
+        .sum();
+    let per_row = (payload.max(0) as u64 / rows).max(1);
+    records_left.min(bytes_left / per_row + 1)
+}
+
+/// The data segment holding `offset`, which must lie below the high watermark.
+async fn locate(part: Part<'_>, tip: &Tip, offset: u64) -> Result<(Path, Arc<Footer>)> {
+    let m = &tip.manifest;
+    if m.record_count > 0 && m.base_offset <= offset && offset < m.next_offset {
+        if let Some(key) = tip.key(part.topic) {
+            if let Some(found) = footer_holding(part, key, offset).await? {
+                return Ok(found);
+            }
+        }
+    }
+    if let Some((base, version)) = part.caches.segment_for(part.topic, part.partition, offset) {
+        let key = keys::segment(part.topic, part.partition, base, version);
+        if let Some(found) = footer_holding(part, key, offset).await? {
+            return Ok(found);
+        }
+    }
+    locate_by_listing(part, tip, offset).await
+}
+
+/// Lists segments starting in a window below `offset`, widening the window 16-fold until the
+/// segment holding `offset` is in it. Bounded: the window reaches offset 0 within 16 rounds.
+async fn locate_by_listing(part: Part<'_>, tip: &Tip, offset: u64) -> Result<(Path, Arc<Footer>)> {
+    let mut window = LOCATE_WINDOW_FIRST;
+    loop {
+        let from = offset.saturating_sub(window);
+        let after =
+            (from > 0).then(|| keys::segment_list_start(part.topic, part.partition, from - 1));
+        let listed = tip::list_segments_until(part, after.as_ref(), offset).await?;
+        if let Some(holder) = listed.iter().rev().find(|l| l.base_offset <= offset) {
+            return match footer_holding(part, holder.key.clone(), offset).await? {
+                Some(found) => Ok(found),
+                None => Err(Error::corrupt(
+                    &holder.key,
+                    format!("offset {offset} is not in the segment listed for it"),
+                )),
+            };
+        }
+        if from == 0 {
+            // Nothing at or below `offset` any more: retention removed it during the fetch.
+            return Err(Error::OffsetOutOfRange {
+                topic: part.topic.to_string(),
+                partition: part.partition,
+                offset: offset as i64,
+                log_start: tip.manifest.log_start_offset,
+                next: tip.manifest.next_offset,
+            });
+        }
+        window = window.saturating_mul(16);
+    }
+}
+
+/// The footer at `key` if that segment exists and holds `offset`.
+async fn footer_holding(
+    part: Part<'_>,
+    key: Path,
+    offset: u64,
+) -> Result<Option<(Path, Arc<Footer>)>> {
+    let Some(footer) = part.footer(&key).await? else {
+        return Ok(None);
+    };
+    let m = &footer.manifest;
+    Ok((m.base_offset <= offset && offset < m.next_offset).then_some((key, footer)))
+}
+
+/// The first data segment after `footer`'s, found by following the chain; `None` if the chain
+/// ends or runs through more control versions than are worth probing one by one.
+async fn next_data_segment(part: Part<'_>, footer: &Footer) -> Result<Option<(Path, Arc<Footer>)>> {
+    let mut current = Tip {
+        manifest: Arc::new(footer.manifest.clone()),
+        size: footer.size,
+    };
+    for _ in 0..CONTROL_SKIP_MAX {
+        let key = current.next_key(part.topic);
+        let Some(next) = part.footer(&key).await? else {
+            return Ok(None);
+        };
+        if next.manifest.record_count > 0 {
+            return Ok(Some((key, next)));
+        }
+        current = Tip {
+            manifest: Arc::new(next.manifest.clone()),
+            size: next.size,
+        };
+    }
+    Ok(None)
+}

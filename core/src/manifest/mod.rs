@@ -1,0 +1,363 @@
+//! The partition manifest: the state of one partition after each commit, and the pure function
+//! that moves it forward.
+//!
+//! Every segment object carries the manifest as of its own commit in its Parquet key-value
+//! metadata, so the segment chain *is* the manifest chain (see `docs/architecture.md`). This
+//! module owns the state and its transitions ([`apply`]); it never does I/O. The commit loop that
+//! refreshes, applies and creates the next object lives in `crate::log`.
+//!
+//! What [`apply`] guarantees for every successor it returns (checked again by
+//! [`check_successor`] so a bug in an edit cannot slip through):
+//! - versions increase by exactly one;
+//! - the new segment starts at the previous `next_offset` (offsets contiguous, never reused);
+//! - `next_offset = base_offset + record_count`;
+//! - the log start and the leader epoch never move backward;
+//! - producer state stays within its bounds.
+
+mod producers;
+
+pub use producers::{
+    PRODUCER_BATCHES_MAX, PRODUCERS_MAX, ProducerBatch, ProducerState, ProducerWindow,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// The manifest format this build writes and the only one it accepts.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// A writer's lease on a partition: while it holds, other writers leave the partition alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The writer id of the leader.
+    pub holder: String,
+    /// The leader's clock reading when the lease runs out. Clocks only decide when others may
+    /// take over (liveness); fencing is by `leader_epoch`, which the chain orders.
+    pub expires_at_ms: i64,
+}
+
+/// The state of one partition as of one commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionManifest {
+    pub format: u32,
+    pub topic: String,
+    pub partition: u32,
+    /// Position in the partition's chain: 1 for the first segment, +1 per commit.
+    pub version: u64,
+    /// Id of the writer that created this version.
+    pub writer: String,
+    /// Unique per commit attempt, so a writer can recognise its own object when a create's
+    /// answer was lost (S3 ETags cannot: identical bytes give identical ETags).
+    pub commit_id: String,
+    /// The committing writer's clock; informational only.
+    pub committed_at_ms: i64,
+    /// First offset held by this segment (= the previous version's `next_offset`).
+    pub base_offset: u64,
+    /// Records in this segment; 0 for control commits (leadership changes).
+    pub record_count: u32,
+    /// The offset the next record will get: the high watermark.
+    pub next_offset: u64,
+    /// The first offset still readable; retention moves it forward.
+    pub log_start_offset: u64,
+    /// Live segment objects before this one, and their total size in bytes.
+    pub prior_segments: u64,
+    pub prior_bytes: u64,
+    /// Highest leader epoch ever granted on this partition; commits from older epochs fail.
+    pub leader_epoch: u64,
+    pub lease: Option<Lease>,
+    /// Idempotent-producer state, most recently active last; bounded by [`PRODUCERS_MAX`].
+    pub producers: Vec<ProducerState>,
+}
+
+impl PartitionManifest {
+    /// The state of a partition nothing was ever written to (version 0, never stored).
+    pub fn genesis(topic: &str, partition: u32) -> Self {
+        PartitionManifest {
+            format: MANIFEST_FORMAT,
+            topic: topic.to_string(),
+            partition,
+            version: 0,
+            writer: String::new(),
+            commit_id: String::new(),
+            committed_at_ms: 0,
+            base_offset: 0,
+            record_count: 0,
+            next_offset: 0,
+            log_start_offset: 0,
+            prior_segments: 0,
+            prior_bytes: 0,
+            leader_epoch: 0,
+            lease: None,
+            producers: Vec::new(),
+        }
+    }
+
+    pub fn is_genesis(&self) -> bool {
+        self.version == 0
+    }
+
+    /// Offset of this segment's last record, `None` for a control commit.
+    pub fn last_offset(&self) -> Option<u64> {
+        (self.record_count > 0).then(|| self.next_offset - 1)
+    }
+
+    pub fn encode(&self) -> String {
+        // Plain data with string keys: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Decodes a manifest and checks it on its own: format, arithmetic, bounds.
+    pub fn decode(text: &str) -> Result<Self, String> {
+        let m: PartitionManifest =
+            serde_json::from_str(text).map_err(|e| format!("manifest does not decode: {e}"))?;
+        m.check_self()?;
+        Ok(m)
+    }
+
+    /// The invariants that hold for any single manifest.
+    pub fn check_self(&self) -> Result<(), String> {
+        if self.format != MANIFEST_FORMAT {
+            return Err(format!(
+                "unknown manifest format {} (this build reads {MANIFEST_FORMAT})",
+                self.format
+            ));
+        }
+        if self.version == 0 {
+            return Err("stored manifest has version 0".into());
+        }
+        if self.base_offset.checked_add(u64::from(self.record_count)) != Some(self.next_offset) {
+            return Err(format!(
+                "next_offset {} != base_offset {} + record_count {}",
+                self.next_offset, self.base_offset, self.record_count
+            ));
+        }
+        if self.log_start_offset > self.next_offset {
+            return Err(format!(
+                "log_start_offset {} is past next_offset {}",
+                self.log_start_offset, self.next_offset
+            ));
+        }
+        producers::check_bounds(&self.producers)
+    }
+}
+
+/// A change to a partition, applied by [`apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edit {
+    /// Append `record_count` records (at least one) as one new segment.
+    Append(AppendEdit),
+    /// Become the partition's leader: bump the epoch and take a lease. A control commit.
+    AcquireLease { lease_ms: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendEdit {
+    pub record_count: u32,
+    /// The epoch the writer leads with, if it is a leader. Leaders renew their lease on every
+    /// append; a stale epoch is fenced.
+    pub leader: Option<LeaderClaim>,
+    /// Present for idempotent producers: the batch's producer id and first sequence number.
+    pub producer: Option<ProducerBatch>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderClaim {
+    pub epoch: u64,
+    pub lease_ms: u64,
+}
+
+/// Who is committing and when, supplied by the commit loop.
+#[derive(Clone, Debug)]
+pub struct CommitContext<'a> {
+    pub writer: &'a str,
+    pub commit_id: &'a str,
+    pub now_ms: i64,
+    /// Size of the previous version's object (0 for genesis), to keep the byte count.
+    pub prev_size: u64,
+}
+
+/// What applying an edit produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The next version to create.
+    Next(PartitionManifest),
+    /// The batch was already committed by an earlier attempt; these are its offsets.
+    Duplicate { base_offset: u64, record_count: u32 },
+}
+
+/// Why an edit cannot apply.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("epoch {epoch} is fenced by epoch {current}")]
+    Fenced { epoch: u64, current: u64 },
+    #[error("led by {holder} (epoch {epoch}) for {remaining_ms} ms more")]
+    NotLeader {
+        holder: String,
+        epoch: u64,
+        remaining_ms: u64,
+    },
+    #[error("{0}")]
+    Sequence(String),
+    #[error("invalid edit: {0}")]
+    Invalid(String),
+    #[error("invariant broken: {0}")]
+    Invariant(String),
+}
+
+/// Applies `edit` to `prev`, returning the next version or a duplicate's original offsets.
+///
+/// Pure: the same inputs always give the same output, so it is property-tested directly.
+pub fn apply(
+    prev: &PartitionManifest,
+    edit: &Edit,
+    ctx: &CommitContext<'_>,
+) -> Result<Applied, ApplyError> {
+    let mut next = successor_skeleton(prev, ctx);
+    match edit {
+        Edit::Append(append) => {
+            if append.record_count == 0 {
+                return Err(ApplyError::Invalid(
+                    "an append needs at least one record".into(),
+                ));
+            }
+            check_writer_may_append(prev, append.leader.as_ref(), ctx)?;
+            if let Some(batch) = &append.producer {
+                match producers::admit(&prev.producers, batch, append.record_count)? {
+                    producers::Admission::Duplicate(w) => {
+                        return Ok(Applied::Duplicate {
+                            base_offset: w.base_offset,
+                            record_count: w.record_count,
+                        });
+                    }
+                    producers::Admission::Accept => {
+                        next.producers = producers::record(
+                            &prev.producers,
+                            batch,
+                            append.record_count,
+                            prev.next_offset,
+                            next.version,
+                        );
+                    }
+                }
+            }
+            if let Some(claim) = append.leader {
+                next.lease = Some(Lease {
+                    holder: ctx.writer.to_string(),
+                    expires_at_ms: ctx.now_ms.saturating_add(claim.lease_ms as i64),
+                });
+            }
+            next.record_count = append.record_count;
+            next.next_offset = prev
+                .next_offset
+                .checked_add(u64::from(append.record_count))
+                .ok_or_else(|| ApplyError::Invalid("offsets would overflow".into()))?;
+        }
+        Edit::AcquireLease { lease_ms } => {
+            if let Some(remaining_ms) = foreign_lease_remaining(prev, ctx) {
+                return Err(not_leader(prev, remaining_ms));
+            }
+            next.leader_epoch = prev.leader_epoch + 1;
+            next.lease = Some(Lease {
+                holder: ctx.writer.to_string(),
+                expires_at_ms: ctx.now_ms.saturating_add(*lease_ms as i64),
+            });
+        }
+    }
+    check_successor(prev, &next).map_err(ApplyError::Invariant)?;
+    Ok(Applied::Next(next))
+}
+
+/// The fields every successor shares: the next version, the offsets it starts at, the counters
+/// that now include `prev`'s object, and state carried over unchanged.
+fn successor_skeleton(prev: &PartitionManifest, ctx: &CommitContext<'_>) -> PartitionManifest {
+    let prev_counted = u64::from(!prev.is_genesis());
+    PartitionManifest {
+        format: MANIFEST_FORMAT,
+        topic: prev.topic.clone(),
+        partition: prev.partition,
+        version: prev.version + 1,
+        writer: ctx.writer.to_string(),
+        commit_id: ctx.commit_id.to_string(),
+        committed_at_ms: ctx.now_ms,
+        base_offset: prev.next_offset,
+        record_count: 0,
+        next_offset: prev.next_offset,
+        log_start_offset: prev.log_start_offset,
+        prior_segments: prev.prior_segments + prev_counted,
+        prior_bytes: prev.prior_bytes + ctx.prev_size,
+        leader_epoch: prev.leader_epoch,
+        lease: prev.lease.clone(),
+        producers: prev.producers.clone(),
+    }
+}
+
+fn check_writer_may_append(
+    prev: &PartitionManifest,
+    claim: Option<&LeaderClaim>,
+    ctx: &CommitContext<'_>,
+) -> Result<(), ApplyError> {
+    match claim {
+        // A leader's right to write is its epoch, never its clock.
+        Some(claim) if claim.epoch < prev.leader_epoch => Err(ApplyError::Fenced {
+            epoch: claim.epoch,
+            current: prev.leader_epoch,
+        }),
+        Some(claim) if claim.epoch > prev.leader_epoch => Err(ApplyError::Invalid(format!(
+            "epoch {} was never granted (the partition is at epoch {})",
+            claim.epoch, prev.leader_epoch
+        ))),
+        Some(_) => Ok(()),
+        None => match foreign_lease_remaining(prev, ctx) {
+            Some(remaining_ms) => Err(not_leader(prev, remaining_ms)),
+            None => Ok(()),
+        },
+    }
+}
+
+/// Milliseconds left on a lease held by another writer, if any.
+fn foreign_lease_remaining(prev: &PartitionManifest, ctx: &CommitContext<'_>) -> Option<u64> {
+    let lease = prev.lease.as_ref()?;
+    let remaining = lease.expires_at_ms.saturating_sub(ctx.now_ms);
+    (lease.holder != ctx.writer && remaining > 0).then_some(remaining as u64)
+}
+
+fn not_leader(prev: &PartitionManifest, remaining_ms: u64) -> ApplyError {
+    ApplyError::NotLeader {
+        holder: prev
+            .lease
+            .as_ref()
+            .map(|l| l.holder.clone())
+            .unwrap_or_default(),
+        epoch: prev.leader_epoch,
+        remaining_ms,
+    }
+}
+
+/// The invariants between a version and its successor.
+pub fn check_successor(prev: &PartitionManifest, next: &PartitionManifest) -> Result<(), String> {
+    next.check_self()?;
+    if (next.topic.as_str(), next.partition) != (prev.topic.as_str(), prev.partition) {
+        return Err("successor belongs to another partition".into());
+    }
+    if next.version != prev.version + 1 {
+        return Err(format!(
+            "version {} does not follow {}",
+            next.version, prev.version
+        ));
+    }
+    if next.base_offset != prev.next_offset {
+        return Err(format!(
+            "base_offset {} leaves a gap or overlap after next_offset {}",
+            next.base_offset, prev.next_offset
+        ));
+    }
+    if next.log_start_offset < prev.log_start_offset {
+        return Err("log start moved backward".into());
+    }
+    if next.leader_epoch < prev.leader_epoch {
+        return Err("leader epoch moved backward".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,369 @@
+//! Reading segments back: the footer (with the manifest) from one suffix GET, and a row range
+//! through the page index with ranged GETs, so a fetch never downloads a large segment whole.
+//!
+//! Everything read here comes from the store and may be corrupt: every size is checked against
+//! the object's size and a fixed ceiling before it is used, and decoding errors become
+//! `Error::Corrupt`, never a panic or an unbounded allocation.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
+use object_store::path::Path;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
+};
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use std::ops::Range;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use super::*;
+use crate::error::{Error, Result};
+use crate::manifest::PartitionManifest;
+use crate::record::{Header, StoredRecord};
+use crate::storage::Store;
+
+/// Bytes fetched from the end of a segment on first contact: enough for the footer, the page
+/// index and, for small segments, the whole object, in one request.
+pub const FOOTER_PREFETCH_BYTES: u64 = 64 * 1024;
+/// A footer larger than this is treated as corrupt rather than fetched.
+const FOOTER_BYTES_MAX: u64 = 16 * 1024 * 1024;
+const MAGIC: &[u8; 4] = b"PAR1";
+
+/// A segment's decoded footer, with the bytes fetched from its end kept for later reads.
+#[derive(Clone, Debug)]
+pub struct Footer {
+    pub manifest: PartitionManifest,
+    pub metadata: Arc<ParquetMetaData>,
+    /// Size of the whole object.
+    pub size: u64,
+    /// The object's last `tail.len()` bytes.
+    pub tail: Bytes,
+}
+
+/// Decodes the footer from the object's last bytes. `Ok(Err(n))` means the footer is longer
+/// than `tail`: fetch the last `n` bytes and call again.
+pub fn parse_footer(
+    key: &Path,
+    tail: Bytes,
+    size: u64,
+) -> Result<std::result::Result<Footer, u64>> {
+    let len = tail.len() as u64;
+    if size < 12 || len < 8 || len > size {
+        return Err(Error::corrupt(
+            key,
+            format!("{size} bytes is too short for a Parquet file"),
+        ));
+    }
+    let end = &tail[tail.len() - 8..];
+    if &end[4..] != MAGIC {
+        return Err(Error::corrupt(
+            key,
+            "not a Parquet file (no PAR1 footer magic)",
+        ));
+    }
+    let metadata_len = u64::from(u32::from_le_bytes([end[0], end[1], end[2], end[3]]));
+    let needed = metadata_len + 8;
+    if needed > size - 4 || needed > FOOTER_BYTES_MAX {
+        return Err(Error::corrupt(
+            key,
+            format!("footer length {metadata_len} does not fit a {size}-byte object"),
+        ));
+    }
+    if needed > len {
+        return Ok(Err(needed));
+    }
+    let start = (len - needed) as usize;
+    let metadata = ParquetMetaDataReader::decode_metadata(&tail[start..tail.len() - 8])
+        .map_err(|e| Error::corrupt(key, format!("footer does not decode: {e}")))?;
+    let manifest = manifest_of(key, &metadata)?;
+    Ok(Ok(Footer {
+        manifest,
+        metadata: Arc::new(metadata),
+        size,
+        tail,
+    }))
+}
+
+/// The manifest stored in a footer, cross-checked against the footer's other facts.
+fn manifest_of(key: &Path, metadata: &ParquetMetaData) -> Result<PartitionManifest> {
+    let kv = metadata.file_metadata().key_value_metadata();
+    let get = |name: &str| {
+        kv.and_then(|kv| kv.iter().find(|e| e.key == name))
+            .and_then(|e| e.value.as_deref())
+    };
+    match get(META_FORMAT) {
+        Some(v) if v == SEGMENT_FORMAT.to_string() => {}
+        Some(v) => {
+            return Err(Error::corrupt(
+                key,
+                format!("unknown segment format {v} (this build reads {SEGMENT_FORMAT})"),
+            ));
+        }
+        None => {
+            return Err(Error::corrupt(
+                key,
+                "not a pail segment (no pail.format_version)",
+            ));
+        }
+    }
+    let text = get(META_MANIFEST).ok_or_else(|| Error::corrupt(key, "segment has no manifest"))?;
+    let manifest = PartitionManifest::decode(text).map_err(|e| Error::corrupt(key, e))?;
+    let rows = metadata.file_metadata().num_rows();
+    if rows != i64::from(manifest.record_count) {
+        return Err(Error::corrupt(
+            key,
+            format!(
+                "{rows} rows but the manifest says {}",
+                manifest.record_count
+            ),
+        ));
+    }
+    let claimed_base = get(META_BASE_OFFSET).and_then(|v| v.parse::<u64>().ok());
+    if claimed_base != Some(manifest.base_offset) {
+        return Err(Error::corrupt(
+            key,
+            "pail.base_offset disagrees with the manifest",
+        ));
+    }
+    Ok(manifest)
+}
+
+/// Reads rows `first_row..first_row + rows` of a segment whose footer is known.
+///
+/// Only the pages holding those rows are fetched (the page index maps rows to byte ranges), and
+/// bytes already in `footer.tail` are not fetched again.
+pub async fn read_rows(
+    store: &Store,
+    key: &Path,
+    footer: &Footer,
+    first_row: u64,
+    rows: u64,
+) -> Result<Vec<StoredRecord>> {
+    let count = u64::from(footer.manifest.record_count);
+    if rows == 0 || first_row >= count {
+        return Ok(Vec::new());
+    }
+    let rows = rows.min(count - first_row);
+    let read = read_batches(store, key, footer, first_row, rows);
+    // The Parquet decoder is not written for hostile input; a panic on a corrupt page is
+    // reported as corruption of this object, not allowed to take the process down.
+    let batches = match AssertUnwindSafe(read).catch_unwind().await {
+        Ok(batches) => batches?,
+        Err(_) => return Err(Error::corrupt(key, "segment data does not decode")),
+    };
+    let mut out = Vec::with_capacity(rows as usize);
+    for batch in &batches {
+        append_records(key, batch, &mut out)?;
+    }
+    let expected_first = footer.manifest.base_offset + first_row;
+    let contiguous = out
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.offset == expected_first + i as u64);
+    if out.len() as u64 != rows || !contiguous {
+        return Err(Error::corrupt(
+            key,
+            "rows do not hold the offsets the manifest assigns",
+        ));
+    }
+    Ok(out)
+}
+
+async fn read_batches(
+    store: &Store,
+    key: &Path,
+    footer: &Footer,
+    first_row: u64,
+    rows: u64,
+) -> Result<Vec<RecordBatch>> {
+    let corrupt =
+        |e: ParquetError| Error::corrupt(key, format!("segment data does not decode: {e}"));
+    let mut reader = SegmentReader {
+        store: store.clone(),
+        key: key.clone(),
+        size: footer.size,
+        tail: footer.tail.clone(),
+    };
+    let metadata = ParquetMetaDataReader::new()
+        .with_page_index_policy(PageIndexPolicy::Optional)
+        .load_and_finish(&mut reader, footer.size)
+        .await
+        .map_err(corrupt)?;
+    check_chunk_bounds(key, &metadata, footer.size)?;
+    let arrow = ArrowReaderMetadata::try_new(
+        Arc::new(metadata),
+        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+    )
+    .map_err(corrupt)?;
+    let selection = RowSelection::from(vec![
+        RowSelector::skip(first_row as usize),
+        RowSelector::select(rows as usize),
+    ]);
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, arrow)
+        .with_row_selection(selection)
+        .with_batch_size(rows.min(8192) as usize)
+        .build()
+        .map_err(corrupt)?;
+    stream.try_collect().await.map_err(corrupt)
+}
+
+/// Rejects column chunks that claim bytes outside the object or absurd decoded sizes, before
+/// the decoder trusts them with allocations.
+fn check_chunk_bounds(key: &Path, metadata: &ParquetMetaData, size: u64) -> Result<()> {
+    const UNCOMPRESSED_CHUNK_MAX: i64 = 1 << 30;
+    for rg in metadata.row_groups() {
+        for col in rg.columns() {
+            let (start, len) = col.byte_range();
+            let inside = start.checked_add(len).is_some_and(|end| end <= size);
+            if !inside
+                || col.uncompressed_size() > UNCOMPRESSED_CHUNK_MAX
+                || col.uncompressed_size() < 0
+            {
+                return Err(Error::corrupt(
+                    key,
+                    "a column chunk lies outside the object or is implausibly large",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn append_records(key: &Path, batch: &RecordBatch, out: &mut Vec<StoredRecord>) -> Result<()> {
+    let wrong = || Error::corrupt(key, "segment columns do not match the pail schema");
+    if batch.num_columns() != 5 {
+        return Err(wrong());
+    }
+    let offsets = batch
+        .column(0)
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(wrong)?;
+    let times = batch
+        .column(1)
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(wrong)?;
+    let keys = batch.column(2).as_binary_opt::<i32>().ok_or_else(wrong)?;
+    let values = batch.column(3).as_binary_opt::<i32>().ok_or_else(wrong)?;
+    let headers = batch.column(4).as_list_opt::<i32>().ok_or_else(wrong)?;
+    let entries = headers.values().as_struct_opt().ok_or_else(wrong)?;
+    if entries.num_columns() != 2 {
+        return Err(wrong());
+    }
+    let h_keys = entries.column(0).as_string_opt::<i32>().ok_or_else(wrong)?;
+    let h_values = entries.column(1).as_binary_opt::<i32>().ok_or_else(wrong)?;
+    let bytes_at = |a: &arrow::array::BinaryArray, i: usize| {
+        (!a.is_null(i)).then(|| Bytes::copy_from_slice(a.value(i)))
+    };
+    for row in 0..batch.num_rows() {
+        if offsets.is_null(row) || times.is_null(row) || offsets.value(row) < 0 {
+            return Err(Error::corrupt(key, "a row has no offset or timestamp"));
+        }
+        let range =
+            headers.value_offsets()[row] as usize..headers.value_offsets()[row + 1] as usize;
+        let row_headers = range
+            .map(|h| Header {
+                key: h_keys.value(h).to_string(),
+                value: bytes_at(h_values, h),
+            })
+            .collect();
+        out.push(StoredRecord {
+            offset: offsets.value(row) as u64,
+            timestamp_ms: times.value(row),
+            key: bytes_at(keys, row),
+            value: bytes_at(values, row),
+            headers: row_headers,
+        });
+    }
+    Ok(())
+}
+
+/// Serves Parquet reads from the cached tail when it covers them, otherwise by ranged GETs.
+struct SegmentReader {
+    store: Store,
+    key: Path,
+    size: u64,
+    tail: Bytes,
+}
+
+impl SegmentReader {
+    fn tail_start(&self) -> u64 {
+        self.size - self.tail.len() as u64
+    }
+
+    fn cached(&self, range: &Range<u64>) -> Option<Bytes> {
+        let start = self.tail_start();
+        (range.start >= start && range.end <= self.size && range.start <= range.end).then(|| {
+            self.tail
+                .slice((range.start - start) as usize..(range.end - start) as usize)
+        })
+    }
+
+    async fn fetch(&self, ranges: Vec<Range<u64>>) -> parquet::errors::Result<Vec<Bytes>> {
+        let mut out = vec![Bytes::new(); ranges.len()];
+        let mut missing = Vec::new();
+        for (i, r) in ranges.iter().enumerate() {
+            if r.end > self.size || r.start > r.end {
+                return Err(ParquetError::General(format!(
+                    "range {r:?} outside a {}-byte object",
+                    self.size
+                )));
+            }
+            match self.cached(r) {
+                Some(b) => out[i] = b,
+                None => missing.push(i),
+            }
+        }
+        if !missing.is_empty() {
+            let wanted: Vec<Range<u64>> = missing.iter().map(|&i| ranges[i].clone()).collect();
+            let got = self
+                .store
+                .object_store()
+                .get_ranges(&self.key, &wanted)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))?;
+            for (i, bytes) in missing.into_iter().zip(got) {
+                out[i] = bytes;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl AsyncFileReader for SegmentReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            let mut got = self.fetch(vec![range]).await?;
+            got.pop()
+                .ok_or_else(|| ParquetError::General("no bytes returned".into()))
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move { self.fetch(ranges).await }.boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_page_index_policy(PageIndexPolicy::Optional)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,185 @@
+use super::*;
+use crate::manifest::{AppendEdit, Applied, CommitContext, Edit, PartitionManifest, apply};
+use crate::record::{Header, Record};
+use crate::storage::Store;
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+fn manifest_for(base: u64, n: u32) -> PartitionManifest {
+    let mut prev = PartitionManifest::genesis("t", 3);
+    prev.next_offset = base;
+    let ctx = CommitContext {
+        writer: "w",
+        commit_id: "c1",
+        now_ms: 0,
+        prev_size: 0,
+    };
+    let edit = Edit::Append(AppendEdit {
+        record_count: n,
+        leader: None,
+        producer: None,
+    });
+    match apply(&prev, &edit, &ctx).unwrap() {
+        Applied::Next(m) => m,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn records(n: usize, value_len: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            key: (i % 3 != 0).then(|| Bytes::from(format!("k{i}"))),
+            value: (i % 5 != 4).then(|| Bytes::from(vec![(i % 251) as u8; value_len])),
+            headers: (0..i % 3)
+                .map(|h| Header {
+                    key: format!("h{h}"),
+                    value: (h == 0).then(|| Bytes::from(vec![0xff, 0x00, h as u8])),
+                })
+                .collect(),
+            timestamp_ms: None,
+        })
+        .collect()
+}
+
+async fn stored(records: &[Record], base: u64) -> (Store, Path, Footer) {
+    let m = manifest_for(base, records.len() as u32);
+    let ts: Vec<i64> = (0..records.len() as i64)
+        .map(|i| 1_700_000_000_000 + i)
+        .collect();
+    let bytes = encode(records, &ts, &m).unwrap();
+    let store = Store::memory();
+    let key = Path::from("seg.parquet");
+    store
+        .object_store()
+        .put(&key, bytes.clone().into())
+        .await
+        .unwrap();
+    let tail_len = (FOOTER_PREFETCH_BYTES as usize).min(bytes.len());
+    let tail = bytes.slice(bytes.len() - tail_len..);
+    let footer = parse_footer(&key, tail, bytes.len() as u64)
+        .unwrap()
+        .unwrap();
+    (store, key, footer)
+}
+
+#[tokio::test]
+async fn round_trips_every_field_with_absolute_offsets() {
+    let input = records(50, 10);
+    let (store, key, footer) = stored(&input, 1000).await;
+    assert_eq!(footer.manifest.base_offset, 1000);
+    let got = read_rows(&store, &key, &footer, 0, 50).await.unwrap();
+    assert_eq!(got.len(), 50);
+    for (i, (r, want)) in got.iter().zip(&input).enumerate() {
+        assert_eq!(r.offset, 1000 + i as u64);
+        assert_eq!(r.timestamp_ms, 1_700_000_000_000 + i as i64);
+        assert_eq!(
+            (&r.key, &r.value, &r.headers),
+            (&want.key, &want.value, &want.headers)
+        );
+    }
+    let middle = read_rows(&store, &key, &footer, 17, 5).await.unwrap();
+    assert_eq!(
+        middle.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![1017, 1018, 1019, 1020, 1021]
+    );
+    assert!(
+        read_rows(&store, &key, &footer, 50, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn footer_needs_a_second_read_when_the_tail_is_short() {
+    let input = records(3, 10);
+    let m = manifest_for(0, 3);
+    let bytes = encode(&input, &[1, 2, 3], &m).unwrap();
+    let key = Path::from("k");
+    let short = bytes.slice(bytes.len() - 16..);
+    let needed = parse_footer(&key, short, bytes.len() as u64)
+        .unwrap()
+        .unwrap_err();
+    assert!(needed > 16 && needed < bytes.len() as u64);
+    let tail = bytes.slice(bytes.len() - needed as usize..);
+    assert_eq!(
+        parse_footer(&key, tail, bytes.len() as u64)
+            .unwrap()
+            .unwrap()
+            .manifest,
+        m
+    );
+}
+
+#[tokio::test]
+async fn garbage_and_foreign_parquet_are_corrupt_not_panics() {
+    let key = Path::from("k");
+    for junk in [
+        &b""[..],
+        b"PAR1",
+        b"hello world, not parquet at all",
+        &[0xffu8; 100],
+    ] {
+        let err = parse_footer(&key, Bytes::copy_from_slice(junk), junk.len() as u64).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Corrupt, "{err}");
+    }
+    // A huge claimed footer length is refused before anything is fetched.
+    let mut lying = vec![0u8; 64];
+    lying[56..60].copy_from_slice(&u32::MAX.to_le_bytes());
+    lying[60..].copy_from_slice(b"PAR1");
+    assert!(parse_footer(&key, Bytes::from(lying), 64).is_err());
+    // A valid Parquet file without pail metadata.
+    let m = manifest_for(0, 1);
+    let mut bytes = encode(&records(1, 1), &[1], &m).unwrap().to_vec();
+    let pos = bytes
+        .windows(19)
+        .position(|w| w == b"pail.format_version")
+        .unwrap();
+    bytes[pos] = b'X';
+    let len = bytes.len() as u64;
+    let err = parse_footer(&key, Bytes::from(bytes), len).unwrap_err();
+    assert!(err.to_string().contains("not a pail segment"), "{err}");
+}
+
+#[tokio::test]
+async fn flipped_data_bytes_are_reported_as_corrupt() {
+    let input = records(200, 40);
+    let (store, key, footer) = stored(&input, 0).await;
+    let original = store
+        .object_store()
+        .get(&key)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    // Damage the first quarter of the file (column data), keep the footer intact.
+    let mut damaged = original.to_vec();
+    for b in damaged.iter_mut().take(original.len() / 4).skip(4) {
+        *b ^= 0x5a;
+    }
+    store
+        .object_store()
+        .put(&key, Bytes::from(damaged).into())
+        .await
+        .unwrap();
+    let footer = Footer {
+        tail: Bytes::new(),
+        ..footer
+    };
+    let err = read_rows(&store, &key, &footer, 0, 200).await.unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::Corrupt, "{err}");
+}
+
+#[test]
+fn control_segment_has_no_rows() {
+    let mut m = manifest_for(7, 1);
+    m.record_count = 0;
+    m.next_offset = m.base_offset;
+    let bytes = encode(&[], &[], &m).unwrap();
+    let len = bytes.len() as u64;
+    let f = parse_footer(&Path::from("k"), bytes, len).unwrap().unwrap();
+    assert_eq!(f.manifest.record_count, 0);
+    assert_eq!(f.metadata.file_metadata().num_rows(), 0);
+}

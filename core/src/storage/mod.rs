@@ -1,0 +1,271 @@
+//! The object store pail runs on, chosen by one URL, and the few operations the log needs.
+//!
+//! Owns: parsing store URLs, building the `object_store` backend (local directory, in-memory,
+//! S3-compatible), the object key layout ([`keys`]), and small helpers that turn store answers
+//! into pail's vocabulary (a missing object is `None`, a lost create is `Created::No`).
+//! Must never: decide what a key means or retry a conditional write on its own; the commit loop
+//! in `crate::log` owns that, because only it can tell its own write from a rival's.
+
+pub mod keys;
+mod s3;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+pub use s3::S3_ENV_VARS;
+
+/// The store used when none is given: a directory next to the caller.
+pub const DEFAULT_STORE: &str = "./pail-data";
+
+/// An object store plus what pail needs to know about it.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    /// S3 and the in-memory store list keys in lexicographic order; the local filesystem lists
+    /// in directory order, so callers must sort and cannot stop a listing early.
+    listing_sorted: bool,
+    location: String,
+}
+
+/// Whether a create-if-absent wrote the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Yes,
+    /// Something already exists at the key: a rival's object, or our own earlier attempt.
+    AlreadyExists,
+}
+
+impl Store {
+    /// Wraps any object store. `listing_sorted` must be true only if `list` yields keys in
+    /// lexicographic order.
+    pub fn new(
+        inner: Arc<dyn ObjectStore>,
+        listing_sorted: bool,
+        location: impl Into<String>,
+    ) -> Self {
+        Store {
+            inner,
+            listing_sorted,
+            location: location.into(),
+        }
+    }
+
+    /// A fresh, empty in-memory store (for tests and benchmarks).
+    pub fn memory() -> Self {
+        Store::new(Arc::new(InMemory::new()), true, "memory://")
+    }
+
+    /// Opens the store a URL names: a directory path or `file:///abs/path`, `memory://`, or
+    /// `s3://bucket/prefix` (configured by the standard AWS environment variables).
+    pub async fn open(url: &str) -> Result<Self> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(invalid_url(url, "empty"));
+        }
+        if url == "memory://" || url == "memory:" {
+            return Ok(Store::memory());
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return s3::open(url, rest).await;
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(invalid_url(
+                    url,
+                    "file:// needs an absolute path, as in file:///data/pail",
+                ));
+            }
+            return open_local(url, path);
+        }
+        if url.contains("://") {
+            return Err(invalid_url(
+                url,
+                "unsupported scheme; use a directory path, file:///abs/path, memory:// or s3://bucket/prefix",
+            ));
+        }
+        open_local(url, url)
+    }
+
+    /// Returns a copy whose backend is `wrap(backend)`: how fault injection, request metrics and
+    /// latency injection are layered on.
+    pub fn layered(&self, wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Self {
+        Store {
+            inner: wrap(Arc::clone(&self.inner)),
+            listing_sorted: self.listing_sorted,
+            location: self.location.clone(),
+        }
+    }
+
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Creates `key` only if nothing exists there.
+    ///
+    /// Errors other than "already exists" are returned raw: after a timeout or 5xx the object
+    /// may or may not exist, and only the caller can find out which by reading it back.
+    pub async fn create(
+        &self,
+        key: &Path,
+        bytes: Bytes,
+    ) -> std::result::Result<Created, object_store::Error> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .inner
+            .put_opts(key, PutPayload::from_bytes(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(Created::Yes),
+            // S3 answers a lost create with 412 (Precondition) or, after 409 retries run out,
+            // AlreadyExists; both mean "someone's object is there".
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(Created::AlreadyExists),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Overwrites `key` unconditionally (only for hints, which are advisory).
+    pub async fn overwrite(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        let opts = PutOptions {
+            mode: PutMode::Overwrite,
+            ..PutOptions::default()
+        };
+        self.inner
+            .put_opts(key, PutPayload::from_bytes(bytes), opts)
+            .await
+            .map_err(|e| Error::store("put", key, e))?;
+        Ok(())
+    }
+
+    /// The whole object, or `None` if it does not exist.
+    pub async fn get(&self, key: &Path) -> Result<Option<Bytes>> {
+        match self.inner.get_opts(key, GetOptions::default()).await {
+            Ok(res) => Ok(Some(
+                res.bytes().await.map_err(|e| Error::store("get", key, e))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store("get", key, e)),
+        }
+    }
+
+    /// Up to the last `len` bytes of an object and its total size, or `None` if it does not
+    /// exist. One request learns both the footer and the size.
+    pub async fn get_suffix(&self, key: &Path, len: u64) -> Result<Option<(Bytes, u64)>> {
+        let opts = GetOptions {
+            range: Some(GetRange::Suffix(len)),
+            ..GetOptions::default()
+        };
+        match self.inner.get_opts(key, opts).await {
+            Ok(res) => {
+                let size = res.meta.size;
+                let bytes = res.bytes().await.map_err(|e| Error::store("get", key, e))?;
+                Ok(Some((bytes, size)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store("get", key, e)),
+        }
+    }
+
+    pub async fn get_range(&self, key: &Path, range: std::ops::Range<u64>) -> Result<Bytes> {
+        self.inner
+            .get_range(key, range)
+            .await
+            .map_err(|e| Error::store("get", key, e))
+    }
+
+    /// Objects under `prefix` whose key sorts after `after`, in key order.
+    pub async fn list_after(&self, prefix: &Path, after: Option<&Path>) -> Result<Vec<ObjectMeta>> {
+        self.list_after_while(prefix, after, |_| true).await
+    }
+
+    /// Like [`Store::list_after`], but ends after the first object for which `more` is false.
+    /// On stores that list in order the rest is never requested, so a bounded question costs
+    /// one LIST page instead of the whole prefix.
+    pub async fn list_after_while(
+        &self,
+        prefix: &Path,
+        after: Option<&Path>,
+        mut more: impl FnMut(&ObjectMeta) -> bool,
+    ) -> Result<Vec<ObjectMeta>> {
+        let mut stream = match after {
+            Some(after) => self.inner.list_with_offset(Some(prefix), after),
+            None => self.inner.list(Some(prefix)),
+        };
+        let mut items = Vec::new();
+        while let Some(meta) = stream
+            .try_next()
+            .await
+            .map_err(|e| Error::store("list", prefix, e))?
+        {
+            let stop = self.listing_sorted && !more(&meta);
+            items.push(meta);
+            if stop {
+                return Ok(items);
+            }
+        }
+        if !self.listing_sorted {
+            items.sort_by(|a, b| a.location.cmp(&b.location));
+            if let Some(end) = items.iter().position(|m| !more(m)) {
+                items.truncate(end + 1);
+            }
+        }
+        Ok(items)
+    }
+
+    /// The immediate sub-folders of `prefix`.
+    pub async fn list_dirs(&self, prefix: &Path) -> Result<Vec<Path>> {
+        let res = self
+            .inner
+            .list_with_delimiter(Some(prefix))
+            .await
+            .map_err(|e| Error::store("list", prefix, e))?;
+        let mut dirs = res.common_prefixes;
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    pub async fn delete(&self, key: &Path) -> Result<()> {
+        match self.inner.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::store("delete", key, e)),
+        }
+    }
+}
+
+fn invalid_url(url: &str, reason: &str) -> Error {
+    Error::InvalidStoreUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A directory store. Writes are fsynced (file and directory) before they are acknowledged, so
+/// an acknowledged commit survives a machine crash, as it would on S3.
+fn open_local(url: &str, path: &str) -> Result<Store> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| invalid_url(url, &format!("cannot create directory: {e}")))?;
+    let abs = std::fs::canonicalize(path)
+        .map_err(|e| invalid_url(url, &format!("cannot resolve directory: {e}")))?;
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(&abs)
+        .map_err(|e| invalid_url(url, &e.to_string()))?
+        .with_fsync(true)
+        .with_automatic_cleanup(false);
+    Ok(Store::new(Arc::new(fs), false, abs.display().to_string()))
+}

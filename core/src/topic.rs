@@ -1,0 +1,235 @@
+//! Topic names, settings and the immutable topic descriptor stored at `topics/{name}/topic.json`.
+//!
+//! This module validates names and settings and encodes the descriptor. It never touches the
+//! store: creating and reading topics is `crate::client`'s job.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_MAX_CHARS: usize = 249;
+/// Most partitions one topic may have; each one is an independent chain of objects.
+pub const PARTITIONS_MAX: u32 = 10_000;
+/// Default limit on one record (key + value + headers), as Kafka's `message.max.bytes`.
+pub const RECORD_BYTES_MAX_DEFAULT: u64 = 1024 * 1024;
+/// Hard ceiling on the per-topic record limit: a record must fit in one segment object.
+pub const RECORD_BYTES_MAX_CEILING: u64 = 64 * 1024 * 1024;
+/// The descriptor format this build writes and the only one it reads.
+pub const TOPIC_FORMAT: u32 = 1;
+
+/// A validated topic name: 1 to 249 characters of `[A-Za-z0-9._-]`, not `.` or `..`.
+///
+/// The same rules as Kafka, which also makes every name safe as an object-key segment.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TopicName(String);
+
+impl TopicName {
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        let reason = if name.is_empty() {
+            Some("must not be empty")
+        } else if name.chars().count() > TOPIC_NAME_MAX_CHARS {
+            Some("must be at most 249 characters")
+        } else if name == "." || name == ".." {
+            Some("must not be '.' or '..'")
+        } else if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            Some("may only contain ASCII letters, digits, '.', '_' and '-'")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::InvalidTopicName { name, reason }),
+            None => Ok(TopicName(name)),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TopicName {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self> {
+        TopicName::new(value)
+    }
+}
+
+impl From<TopicName> for String {
+    fn from(value: TopicName) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which clock stamps a record, as Kafka's `message.timestamp.type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampType {
+    /// The producer's timestamp (or the producer's clock when it gives none).
+    #[default]
+    CreateTime,
+    /// The committing writer's clock, the same for every record of a batch.
+    LogAppendTime,
+}
+
+/// Settings a topic is created with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub partitions: u32,
+    #[serde(default)]
+    pub timestamp_type: TimestampType,
+    #[serde(default = "default_record_bytes_max")]
+    pub record_bytes_max: u64,
+}
+
+fn default_record_bytes_max() -> u64 {
+    RECORD_BYTES_MAX_DEFAULT
+}
+
+impl TopicConfig {
+    pub fn new(partitions: u32) -> Self {
+        TopicConfig {
+            partitions,
+            timestamp_type: TimestampType::default(),
+            record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.partitions == 0 || self.partitions > PARTITIONS_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "a topic has 1 to {PARTITIONS_MAX} partitions, not {}",
+                self.partitions
+            )));
+        }
+        if self.record_bytes_max == 0 || self.record_bytes_max > RECORD_BYTES_MAX_CEILING {
+            return Err(Error::InvalidArgument(format!(
+                "record_bytes_max must be 1 to {RECORD_BYTES_MAX_CEILING}, not {}",
+                self.record_bytes_max
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The descriptor stored once per topic, created with create-if-absent and never changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub format: u32,
+    pub name: TopicName,
+    #[serde(flatten)]
+    pub config: TopicConfig,
+    pub created_at_ms: i64,
+}
+
+impl TopicMeta {
+    /// Decodes and checks a descriptor read from `key`; a wrong format or name is corruption.
+    pub fn decode(bytes: &[u8], key: &str, expected: &TopicName) -> Result<Self> {
+        let meta: TopicMeta = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(key, format!("topic descriptor does not decode: {e}")))?;
+        if meta.format != TOPIC_FORMAT {
+            return Err(Error::corrupt(
+                key,
+                format!(
+                    "unknown topic format {} (this build reads {TOPIC_FORMAT})",
+                    meta.format
+                ),
+            ));
+        }
+        if &meta.name != expected {
+            return Err(Error::corrupt(
+                key,
+                format!("descriptor names topic {:?}", meta.name.as_str()),
+            ));
+        }
+        meta.config
+            .validate()
+            .map_err(|e| Error::corrupt(key, format!("descriptor has bad settings: {e}")))?;
+        Ok(meta)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    pub fn check_partition(&self, partition: u32) -> Result<()> {
+        if partition < self.config.partitions {
+            Ok(())
+        } else {
+            Err(Error::UnknownPartition {
+                topic: self.name.to_string(),
+                partition,
+                count: self.config.partitions,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        for ok in ["a", "orders", "Orders.v2_x-1", "..a", &"x".repeat(249)] {
+            assert!(TopicName::new(ok).is_ok(), "{ok} should be valid");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "a b",
+            "é",
+            &"x".repeat(250),
+            "a=b",
+        ] {
+            let err = TopicName::new(bad).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidTopicName { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn partition_counts_are_bounded() {
+        assert!(TopicConfig::new(0).validate().is_err());
+        assert!(TopicConfig::new(1).validate().is_ok());
+        assert!(TopicConfig::new(10_000).validate().is_ok());
+        assert!(TopicConfig::new(10_001).validate().is_err());
+    }
+
+    #[test]
+    fn descriptor_round_trips_and_rejects_unknown_format() {
+        let name = TopicName::new("t").unwrap();
+        let meta = TopicMeta {
+            format: TOPIC_FORMAT,
+            name: name.clone(),
+            config: TopicConfig::new(3),
+            created_at_ms: 5,
+        };
+        let bytes = meta.encode();
+        assert_eq!(TopicMeta::decode(&bytes, "k", &name).unwrap(), meta);
+        let future = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"format\": 1", "\"format\": 9");
+        let err = TopicMeta::decode(future.as_bytes(), "k", &name).unwrap_err();
+        assert!(err.to_string().contains("unknown topic format 9"), "{err}");
+        assert!(TopicMeta::decode(b"{", "k", &name).is_err());
+    }
+}
