@@ -156,6 +156,16 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("producer buffer full: waited {waited_ms} ms for space in {buffer_bytes} bytes")]
+    BufferFull { waited_ms: u64, buffer_bytes: u64 },
+
+    #[error("delivery to partition {partition} failed: {reason}")]
+    Delivery {
+        partition: u32,
+        reason: String,
+        kind: ErrorKind,
+    },
+
     #[error("cannot encode segment: {0}")]
     Encode(String),
 
@@ -198,6 +208,8 @@ impl Error {
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::Store { source, .. } => store_error_kind(source),
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            Error::BufferFull { .. } => ErrorKind::Unavailable,
+            Error::Delivery { kind, .. } => *kind,
         }
     }
 

@@ -22,12 +22,14 @@
 //! - [`segment`]: the Parquet segment format (encode, footer, ranged row reads).
 //! - [`log`]: the commit protocol, tip discovery and fetch, on one partition.
 //! - [`client`]: [`Pail`], the API every binary uses.
+//! - [`producer`]: batching, partitioning, group commit and idempotent retries over [`Pail`].
 
 pub mod client;
 pub mod clock;
 pub mod error;
 pub mod log;
 pub mod manifest;
+pub mod producer;
 pub mod record;
 pub mod segment;
 pub mod storage;
@@ -37,6 +39,7 @@ pub use client::{AppendOptions, Appended, Pail, PartitionDescription, TopicDescr
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
 pub use log::fetch::{FetchLimits, Fetched, OffsetSpec};
+pub use producer::{Delivered, Producer, ProducerConfig};
 pub use record::{Header, Record, StoredRecord};
 pub use storage::Store;
 pub use topic::{TimestampType, TopicConfig, TopicMeta, TopicName};

@@ -99,12 +99,16 @@ pub async fn fetch(part: Part<'_>, from: OffsetSpec, limits: FetchLimits) -> Res
     let mut segment = locate(part, &tip, start).await?;
     let mut bytes = 0u64;
     loop {
-        let (key, footer) = segment;
-        let full = read_segment(part, &key, &footer, &mut out, &mut bytes, limits).await?;
+        let (key, footer) = &segment;
+        let full = read_segment(part, key, footer, &mut out, &mut bytes, limits).await?;
         if full || out.next_offset >= hw {
             return Ok(out);
         }
-        segment = match next_data_segment(part, &footer).await? {
+        // A read sized by the byte estimate can stop inside the segment: go on there.
+        if out.next_offset < footer.manifest.next_offset {
+            continue;
+        }
+        segment = match next_data_segment(part, footer).await? {
             Some(next) => next,
             None => locate(part, &tip, out.next_offset).await?,
         };

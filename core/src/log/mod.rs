@@ -137,7 +137,7 @@ impl Caches {
 
 /// A poisoned lock only means another task panicked mid-update of a cache; caches are hints,
 /// so carry on with whatever is there.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

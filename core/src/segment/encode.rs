@@ -83,6 +83,10 @@ fn headers(records: &[Record]) -> Result<ListArray, String> {
         .map_err(|e| format!("headers: {e}"))
 }
 
+/// Data pages of at most this many bytes: the unit a ranged read fetches, so a fetch of a few
+/// records from a large segment reads about this much per column.
+const DATA_PAGE_BYTES_MAX: usize = 256 * 1024;
+
 /// ZSTD level 1, page statistics and the page index for pruning, offsets delta-encoded (they
 /// shrink to almost nothing), one row group per segment, rows sorted by offset.
 fn properties(manifest: &PartitionManifest) -> WriterProperties {
@@ -106,6 +110,7 @@ fn properties(manifest: &PartitionManifest) -> WriterProperties {
         .set_column_encoding(ColumnPath::from("offset"), delta)
         .set_column_encoding(ColumnPath::from("timestamp"), delta)
         .set_max_row_group_row_count(None)
+        .set_data_page_size_limit(DATA_PAGE_BYTES_MAX)
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 0,
             descending: false,

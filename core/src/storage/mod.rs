@@ -6,7 +6,9 @@
 //! Must never: decide what a key means or retry a conditional write on its own; the commit loop
 //! in `crate::log` owns that, because only it can tell its own write from a rival's.
 
+pub mod faults;
 pub mod keys;
+pub mod metrics;
 mod s3;
 
 use bytes::Bytes;

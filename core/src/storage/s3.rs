@@ -19,12 +19,15 @@ use crate::error::Result;
 
 /// The environment variables the S3 backend reads, for help texts.
 pub const S3_ENV_VARS: &str = "AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, AWS_REGION, AWS_ACCESS_KEY_ID, \
-AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE";
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, PAIL_S3_TIMEOUT, PAIL_S3_CONNECT_TIMEOUT, \
+PAIL_S3_MAX_RETRIES";
 
-/// Default bounds on one request; `AWS_TIMEOUT` / `AWS_CONNECT_TIMEOUT` override them.
+/// Default bound on one request (`PAIL_S3_TIMEOUT`, a duration such as `30s`).
 const REQUEST_TIMEOUT: &str = "30s";
+/// Default bound on connecting (`PAIL_S3_CONNECT_TIMEOUT`).
 const CONNECT_TIMEOUT: &str = "5s";
-/// Retries of one request on 5xx/429/timeouts, and the total time they may take.
+/// Retries of one request on 5xx/429/timeouts (`PAIL_S3_MAX_RETRIES`), and the total time
+/// they may take.
 const MAX_RETRIES: usize = 3;
 const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Refresh temporary credentials this long before they expire.
@@ -62,8 +65,14 @@ pub(super) async fn open(url: &str, rest: &str) -> Result<Store> {
     if let Some(provider) = sdk.credentials_provider() {
         builder = builder.with_credentials(Arc::new(AwsConfigCredentials::new(provider)));
     }
+    let max_retries = match std::env::var("PAIL_S3_MAX_RETRIES") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| invalid_url(url, &format!("PAIL_S3_MAX_RETRIES={v:?} is not a number")))?,
+        Err(_) => MAX_RETRIES,
+    };
     let retry = RetryConfig {
-        max_retries: MAX_RETRIES,
+        max_retries,
         retry_timeout: RETRY_TIMEOUT,
         ..RetryConfig::default()
     };

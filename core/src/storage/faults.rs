@@ -1,0 +1,315 @@
+//! A fault-injecting object store wrapper, for tests and simulations.
+//!
+//! Rules choose calls by operation and key prefix, fire with a probability from a seeded random
+//! generator (so a run replays from its seed) and optionally only a number of times. Faults:
+//! errors, S3's 503 SlowDown, added latency, timeouts, *lost answers* (the call runs, the write
+//! lands, the caller gets an error), and *hangs* (the call never returns: the caller has crashed
+//! there, before or after the call took effect).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::fmt;
+use std::future::Future;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The operations a rule can select.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put,
+    Get,
+    List,
+    Delete,
+    Any,
+}
+
+/// What happens to a selected call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Fails without reaching the store (a 5xx after retries ran out).
+    Error,
+    /// S3's "503 SlowDown", without reaching the store.
+    SlowDown,
+    /// Waits, then runs the call.
+    Latency(Duration),
+    /// Waits, then fails as a timeout without reaching the store.
+    Timeout(Duration),
+    /// Runs the call (a write lands), then fails: the answer was lost on the way back.
+    LostAnswer,
+    /// Never returns. With `landed` the call ran first (crash after it took effect),
+    /// otherwise the call never happens (crash before it).
+    Hang { landed: bool },
+}
+
+/// Selects calls and the fault they get.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub op: Op,
+    /// Only keys starting with this (an empty prefix matches all).
+    pub prefix: String,
+    pub fault: Fault,
+    /// Chance that a matching call gets the fault.
+    pub probability: f64,
+    /// Fire at most this many times; `None` for no limit.
+    pub times: Option<u32>,
+}
+
+impl Rule {
+    /// A rule that always fires on `op` for keys under `prefix`.
+    pub fn always(op: Op, prefix: impl Into<String>, fault: Fault) -> Self {
+        Rule {
+            op,
+            prefix: prefix.into(),
+            fault,
+            probability: 1.0,
+            times: None,
+        }
+    }
+
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    pub fn probability(mut self, p: f64) -> Self {
+        self.probability = p;
+        self
+    }
+}
+
+/// The shared, seeded rule set. Clone the `Arc` to change rules while a store uses them.
+#[derive(Debug)]
+pub struct Faults {
+    rules: Mutex<Vec<Rule>>,
+    rng: Mutex<StdRng>,
+    injected: AtomicU64,
+}
+
+impl Faults {
+    pub fn new(seed: u64) -> Arc<Self> {
+        Arc::new(Faults {
+            rules: Mutex::new(Vec::new()),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            injected: AtomicU64::new(0),
+        })
+    }
+
+    pub fn add(&self, rule: Rule) {
+        crate::log::lock(&self.rules).push(rule);
+    }
+
+    pub fn clear(&self) {
+        crate::log::lock(&self.rules).clear();
+    }
+
+    /// How many faults have fired so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::SeqCst)
+    }
+
+    /// The fault for this call, if a rule fires. Rules are tried in the order they were added.
+    fn pick(&self, op: Op, key: &str) -> Option<Fault> {
+        let mut rules = crate::log::lock(&self.rules);
+        let mut rng = crate::log::lock(&self.rng);
+        for rule in rules.iter_mut() {
+            let matches = (rule.op == op || rule.op == Op::Any) && key.starts_with(&rule.prefix);
+            if !matches || rule.times == Some(0) {
+                continue;
+            }
+            if rule.probability < 1.0 && !rng.random_bool(rule.probability.clamp(0.0, 1.0)) {
+                continue;
+            }
+            if let Some(n) = rule.times.as_mut() {
+                *n -= 1;
+            }
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            return Some(rule.fault.clone());
+        }
+        None
+    }
+}
+
+/// An object store whose calls go through [`Faults`].
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    faults: Arc<Faults>,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, faults: Arc<Faults>) -> Self {
+        FaultyStore { inner, faults }
+    }
+
+    async fn around<T>(
+        &self,
+        op: Op,
+        key: &Path,
+        call: impl Future<Output = object_store::Result<T>>,
+    ) -> object_store::Result<T> {
+        match self.faults.pick(op, key.as_ref()) {
+            None => call.await,
+            Some(Fault::Error) => Err(injected("500 internal error")),
+            Some(Fault::SlowDown) => Err(injected("503 SlowDown: please reduce your request rate")),
+            Some(Fault::Latency(d)) => {
+                tokio::time::sleep(d).await;
+                call.await
+            }
+            Some(Fault::Timeout(d)) => {
+                tokio::time::sleep(d).await;
+                Err(injected("request timed out"))
+            }
+            Some(Fault::LostAnswer) => {
+                let _ = call.await;
+                Err(injected("connection reset after the request was sent"))
+            }
+            Some(Fault::Hang { landed }) => {
+                if landed {
+                    let _ = call.await;
+                }
+                futures::future::pending().await
+            }
+        }
+    }
+
+    fn around_list(
+        &self,
+        key: &Path,
+        list: impl FnOnce() -> BoxStream<'static, object_store::Result<ObjectMeta>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.faults.pick(Op::List, key.as_ref()) {
+            None | Some(Fault::LostAnswer) => list(),
+            Some(Fault::Error) => {
+                futures::stream::once(async { Err(injected("500 internal error")) }).boxed()
+            }
+            Some(Fault::SlowDown) => {
+                futures::stream::once(async { Err(injected("503 SlowDown")) }).boxed()
+            }
+            Some(Fault::Latency(d)) => {
+                let inner = list();
+                futures::stream::once(async move {
+                    tokio::time::sleep(d).await;
+                    inner
+                })
+                .flatten()
+                .boxed()
+            }
+            Some(Fault::Timeout(d)) => futures::stream::once(async move {
+                tokio::time::sleep(d).await;
+                Err(injected("request timed out"))
+            })
+            .boxed(),
+            Some(Fault::Hang { .. }) => futures::stream::pending().boxed(),
+        }
+    }
+}
+
+fn injected(what: &str) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "faults",
+        source: format!("{what} (injected)").into(),
+    }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.around(
+            Op::Put,
+            location,
+            self.inner.put_opts(location, payload, opts),
+        )
+        .await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.around(
+            Op::Put,
+            location,
+            self.inner.put_multipart_opts(location, opts),
+        )
+        .await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.around(Op::Get, location, self.inner.get_opts(location, options))
+            .await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.around(Op::Get, location, self.inner.get_ranges(location, ranges))
+            .await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        // Deletes pass through: fault-injecting them per key needs the key before the call.
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let key = prefix.cloned().unwrap_or_default();
+        self.around_list(&key, || self.inner.list(prefix))
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let key = prefix.cloned().unwrap_or_default();
+        self.around_list(&key, || self.inner.list_with_offset(prefix, offset))
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let key = prefix.cloned().unwrap_or_default();
+        self.around(Op::List, &key, self.inner.list_with_delimiter(prefix))
+            .await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.around(Op::Put, to, self.inner.copy_opts(from, to, options))
+            .await
+    }
+}

@@ -1,0 +1,199 @@
+//! A request-counting object store wrapper: how many requests of each S3 type an operation
+//! costs, and how many bytes moved. Benchmarks and cost tests read their figures from here.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use serde::Serialize;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Keys one S3 LIST page returns at most; a listing costs one request per page.
+const LIST_PAGE_KEYS: u64 = 1000;
+
+/// Counters shared by a [`MeteredStore`] and whoever reads them.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    puts: AtomicU64,
+    put_bytes: AtomicU64,
+    gets: AtomicU64,
+    get_bytes: AtomicU64,
+    lists: AtomicU64,
+    deletes: AtomicU64,
+}
+
+/// A point-in-time copy of [`RequestCounts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Requests {
+    pub puts: u64,
+    pub put_bytes: u64,
+    pub gets: u64,
+    pub get_bytes: u64,
+    pub lists: u64,
+    pub deletes: u64,
+}
+
+impl Requests {
+    /// Requests made between `earlier` and `self`.
+    pub fn since(&self, earlier: &Requests) -> Requests {
+        Requests {
+            puts: self.puts - earlier.puts,
+            put_bytes: self.put_bytes - earlier.put_bytes,
+            gets: self.gets - earlier.gets,
+            get_bytes: self.get_bytes - earlier.get_bytes,
+            lists: self.lists - earlier.lists,
+            deletes: self.deletes - earlier.deletes,
+        }
+    }
+}
+
+impl RequestCounts {
+    pub fn snapshot(&self) -> Requests {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Requests {
+            puts: get(&self.puts),
+            put_bytes: get(&self.put_bytes),
+            gets: get(&self.gets),
+            get_bytes: get(&self.get_bytes),
+            lists: get(&self.lists),
+            deletes: get(&self.deletes),
+        }
+    }
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Counts every request made through it, including failed ones (S3 bills those too).
+#[derive(Debug)]
+pub struct MeteredStore {
+    inner: Arc<dyn ObjectStore>,
+    counts: Arc<RequestCounts>,
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, counts: Arc<RequestCounts>) -> Self {
+        MeteredStore { inner, counts }
+    }
+
+    fn count_list(
+        &self,
+        stream: BoxStream<'static, object_store::Result<ObjectMeta>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let counts = Arc::clone(&self.counts);
+        add(&counts.lists, 1);
+        let mut seen = 0u64;
+        stream
+            .inspect(move |_| {
+                seen += 1;
+                if seen % LIST_PAGE_KEYS == 0 {
+                    add(&counts.lists, 1);
+                }
+            })
+            .boxed()
+    }
+}
+
+impl fmt::Display for MeteredStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MeteredStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MeteredStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        add(&self.counts.puts, 1);
+        add(&self.counts.put_bytes, payload.content_length() as u64);
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        add(&self.counts.puts, 1);
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        add(&self.counts.gets, 1);
+        let result = self.inner.get_opts(location, options).await?;
+        add(
+            &self.counts.get_bytes,
+            result.range.end - result.range.start,
+        );
+        Ok(result)
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        add(&self.counts.gets, 1);
+        let got = self.inner.get_ranges(location, ranges).await?;
+        add(
+            &self.counts.get_bytes,
+            got.iter().map(|b| b.len() as u64).sum(),
+        );
+        Ok(got)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let counts = Arc::clone(&self.counts);
+        self.inner
+            .delete_stream(locations)
+            .inspect(move |_| add(&counts.deletes, 1))
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.count_list(self.inner.list(prefix))
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.count_list(self.inner.list_with_offset(prefix, offset))
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        add(&self.counts.lists, 1);
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        add(&self.counts.puts, 1);
+        self.inner.copy_opts(from, to, options).await
+    }
+}
