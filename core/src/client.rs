@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::clock::{Clock, SystemClock};
+use crate::entropy::Entropy;
 use crate::error::{Error, Result};
 use crate::log::commit::{self, CommitRequest, Committed};
 use crate::log::fetch::{self, FetchLimits, Fetched, OffsetSpec};
@@ -38,8 +39,31 @@ struct Inner {
     store: Store,
     writer_id: String,
     clock: Arc<dyn Clock>,
+    entropy: Entropy,
     topics: RwLock<HashMap<TopicName, Arc<TopicMeta>>>,
     caches: Caches,
+}
+
+/// How a client is built; the defaults suit everything but tests and simulations.
+#[derive(Clone, Debug)]
+pub struct PailOptions {
+    /// Decides lease expiry and LogAppendTime; never correctness.
+    pub clock: Arc<dyn Clock>,
+    /// Recorded in every version this client commits; random when `None`.
+    pub writer_id: Option<String>,
+    /// Seeds commit ids and backoff jitter; from the OS when `None`. Fixed in simulations so
+    /// that a run replays.
+    pub seed: Option<u64>,
+}
+
+impl Default for PailOptions {
+    fn default() -> Self {
+        PailOptions {
+            clock: Arc::new(SystemClock),
+            writer_id: None,
+            seed: None,
+        }
+    }
 }
 
 /// Options for one append beyond the records themselves.
@@ -88,16 +112,33 @@ impl Pail {
 
     /// A client on `store` with a fresh writer id and the system clock.
     pub fn new(store: Store) -> Pail {
-        Pail::with_clock(store, Arc::new(SystemClock))
+        Pail::with_options(store, PailOptions::default())
     }
 
     pub fn with_clock(store: Store, clock: Arc<dyn Clock>) -> Pail {
-        let writer_id = format!("w-{}", uuid::Uuid::new_v4().simple());
+        Pail::with_options(
+            store,
+            PailOptions {
+                clock,
+                ..PailOptions::default()
+            },
+        )
+    }
+
+    pub fn with_options(store: Store, options: PailOptions) -> Pail {
+        let entropy = match options.seed {
+            Some(seed) => Entropy::seeded(seed),
+            None => Entropy::from_os(),
+        };
+        let writer_id = options
+            .writer_id
+            .unwrap_or_else(|| format!("w-{}", &entropy.id()[..16]));
         Pail {
             inner: Arc::new(Inner {
                 store,
                 writer_id,
-                clock,
+                clock: options.clock,
+                entropy,
                 topics: RwLock::new(HashMap::new()),
                 caches: Caches::default(),
             }),
@@ -323,6 +364,7 @@ impl Pail {
         Part {
             store: &self.inner.store,
             caches: &self.inner.caches,
+            entropy: &self.inner.entropy,
             topic,
             partition,
         }

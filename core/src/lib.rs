@@ -26,6 +26,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod entropy;
 pub mod error;
 pub mod log;
 pub mod manifest;
@@ -35,7 +36,9 @@ pub mod segment;
 pub mod storage;
 pub mod topic;
 
-pub use client::{AppendOptions, Appended, Pail, PartitionDescription, TopicDescription};
+pub use client::{
+    AppendOptions, Appended, Pail, PailOptions, PartitionDescription, TopicDescription,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
 pub use log::fetch::{FetchLimits, Fetched, OffsetSpec};

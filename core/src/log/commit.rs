@@ -62,7 +62,7 @@ pub async fn commit(
         None => tip::latest(part).await?,
     };
     for attempt in 1..=COMMIT_ATTEMPTS_MAX {
-        let commit_id = uuid::Uuid::new_v4().simple().to_string();
+        let commit_id = part.entropy.id();
         let ctx = CommitContext {
             writer,
             commit_id: &commit_id,
@@ -100,7 +100,7 @@ pub async fn commit(
                     .map_err(|e| Error::corrupt(&key, e))?;
                 tip = tip::walk_forward(part, Tip::from_footer(&footer)).await?;
                 part.caches.offer_tip(part.topic, part.partition, &tip);
-                pause_after_conflict(attempt).await;
+                pause_after_conflict(part, attempt).await;
             }
         }
     }
@@ -152,9 +152,9 @@ async fn create_resolved(
     })
 }
 
-async fn pause_after_conflict(attempt: u32) {
+async fn pause_after_conflict(part: Part<'_>, attempt: u32) {
     let cap = (1u64 << attempt.min(6)).min(CONFLICT_BACKOFF_MAX_MS);
-    let ms = rand::random_range(0..=cap);
+    let ms = part.entropy.up_to(cap);
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
@@ -189,7 +189,7 @@ fn apply_error(part: Part<'_>, tip: &Tip, e: ApplyError) -> Error {
         ApplyError::Invariant(reason) => {
             let key = tip
                 .key(part.topic)
-                .map_or_else(|| keys::partition_dir(part.topic, partition), |k| k);
+                .unwrap_or_else(|| keys::partition_dir(part.topic, partition));
             Error::corrupt(key, reason)
         }
     }

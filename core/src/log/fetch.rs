@@ -179,12 +179,11 @@ fn rows_wanted(footer: &Footer, records_left: u64, bytes_left: u64) -> u64 {
 /// The data segment holding `offset`, which must lie below the high watermark.
 async fn locate(part: Part<'_>, tip: &Tip, offset: u64) -> Result<(Path, Arc<Footer>)> {
     let m = &tip.manifest;
-    if m.record_count > 0 && m.base_offset <= offset && offset < m.next_offset {
-        if let Some(key) = tip.key(part.topic) {
-            if let Some(found) = footer_holding(part, key, offset).await? {
-                return Ok(found);
-            }
-        }
+    let in_tip = m.record_count > 0 && m.base_offset <= offset && offset < m.next_offset;
+    if let (true, Some(key)) = (in_tip, tip.key(part.topic))
+        && let Some(found) = footer_holding(part, key, offset).await?
+    {
+        return Ok(found);
     }
     if let Some((base, version)) = part.caches.segment_for(part.topic, part.partition, offset) {
         let key = keys::segment(part.topic, part.partition, base, version);

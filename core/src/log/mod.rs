@@ -22,6 +22,7 @@ use object_store::path::Path;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::entropy::Entropy;
 use crate::error::{Error, Result};
 use crate::manifest::PartitionManifest;
 use crate::segment::{self, FOOTER_PREFETCH_BYTES, Footer};
@@ -32,6 +33,9 @@ use crate::topic::TopicName;
 const FOOTER_CACHE_ENTRIES: usize = 256;
 /// How many segment ranges per partition a client remembers for offset lookups.
 const INDEX_ENTRIES_PER_PARTITION: usize = 4096;
+
+/// One partition's data segments that a client has seen: base offset -> (version, next offset).
+type SegmentIndex = BTreeMap<u64, (u64, u64)>;
 
 /// The newest version of a partition a client knows of.
 #[derive(Clone, Debug)]
@@ -75,8 +79,7 @@ impl Tip {
 pub struct Caches {
     tips: Mutex<HashMap<(TopicName, u32), Tip>>,
     footers: Mutex<FooterCache>,
-    /// Per partition: data segments by base offset -> (version, next offset).
-    index: Mutex<HashMap<(TopicName, u32), BTreeMap<u64, (u64, u64)>>>,
+    index: Mutex<HashMap<(TopicName, u32), SegmentIndex>>,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +149,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Part<'a> {
     pub store: &'a Store,
     pub caches: &'a Caches,
+    pub entropy: &'a Entropy,
     pub topic: &'a TopicName,
     pub partition: u32,
 }

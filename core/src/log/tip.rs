@@ -163,7 +163,7 @@ async fn read_hint(part: Part<'_>) -> Result<Option<Path>> {
 /// only makes the next cold start list a little more.
 pub async fn maybe_write_hint(part: Part<'_>, tip: &Tip) {
     let m = &tip.manifest;
-    if m.version % HINT_EVERY_VERSIONS != 0 {
+    if !m.version.is_multiple_of(HINT_EVERY_VERSIONS) {
         return;
     }
     let hint = Hint {

@@ -47,6 +47,9 @@ pub enum Fault {
     Timeout(Duration),
     /// Runs the call (a write lands), then fails: the answer was lost on the way back.
     LostAnswer,
+    /// Runs the call, then waits before answering: the write lands long before its
+    /// acknowledgement arrives (a slow response on S3).
+    SlowAnswer(Duration),
     /// Never returns. With `landed` the call ran first (crash after it took effect),
     /// otherwise the call never happens (crash before it).
     Hang { landed: bool },
@@ -174,6 +177,11 @@ impl FaultyStore {
                 let _ = call.await;
                 Err(injected("connection reset after the request was sent"))
             }
+            Some(Fault::SlowAnswer(d)) => {
+                let answer = call.await;
+                tokio::time::sleep(d).await;
+                answer
+            }
             Some(Fault::Hang { landed }) => {
                 if landed {
                     let _ = call.await;
@@ -189,7 +197,7 @@ impl FaultyStore {
         list: impl FnOnce() -> BoxStream<'static, object_store::Result<ObjectMeta>>,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         match self.faults.pick(Op::List, key.as_ref()) {
-            None | Some(Fault::LostAnswer) => list(),
+            None | Some(Fault::LostAnswer | Fault::SlowAnswer(_)) => list(),
             Some(Fault::Error) => {
                 futures::stream::once(async { Err(injected("500 internal error")) }).boxed()
             }

@@ -95,7 +95,7 @@ impl MeteredStore {
         stream
             .inspect(move |_| {
                 seen += 1;
-                if seen % LIST_PAGE_KEYS == 0 {
+                if seen.is_multiple_of(LIST_PAGE_KEYS) {
                     add(&counts.lists, 1);
                 }
             })

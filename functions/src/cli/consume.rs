@@ -25,7 +25,7 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub partition: Option<u32>,
     /// Where to start in each partition: earliest, latest, or an absolute offset.
-    #[arg(long, default_value = "earliest", value_parser = parse_offset)]
+    #[arg(long, default_value = "earliest", value_parser = parse_offset, allow_negative_numbers = true)]
     pub offset: OffsetSpec,
     /// Stop after printing this many records in all.
     #[arg(long)]

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs every pail test: unit, property, conformance (memory, local files, S3), crash, CLI,
+# simulation and the Python analytics checks. Usage, from anywhere:
+#
+#   bash tests/run.sh
+#
+# What it does, so a fresh machine needs only Rust and Python 3:
+#   1. a project-local virtualenv (.venv) with tests/requirements.txt (moto, pyarrow, duckdb, ...)
+#   2. moto's S3 server on 127.0.0.1 (a free port, single-threaded), bucket pail-test
+#   3. cargo test for the workspace, with the S3 server and Python wired in and required
+#   4. the S3 part again on its own, so its test count is printed
+# The server is stopped on exit, whatever happens.
+#
+# To run the same suite against MinIO or AWS instead of moto, skip this script and set
+# PAIL_TEST_S3_URL=s3://bucket/prefix plus the usual AWS_* variables, then `cargo test`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+VENV="$ROOT/.venv"
+STATE=$(mktemp -d "${TMPDIR:-/tmp}/pail-s3.XXXXXX")
+
+say() { printf '\n== %s\n' "$*"; }
+
+say "python test dependencies (.venv)"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+say "build"
+cargo build --workspace --all-targets --quiet
+
+say "S3 server (moto on 127.0.0.1)"
+cleanup() { bash tests/s3/stop.sh "$STATE" >/dev/null 2>&1 || true; rm -rf "$STATE"; }
+trap cleanup EXIT
+bash tests/s3/start.sh "$STATE"
+# shellcheck disable=SC1091
+source "$STATE/env"
+export PAIL_REQUIRE_S3=1 PAIL_REQUIRE_PYTHON=1
+export PAIL_PYTHON="$VENV/bin/python"
+export PAIL_BIN="$ROOT/target/debug/pail"
+
+say "all tests except the S3 store"
+cargo test --workspace --quiet -- --skip s3::
+
+say "the S3 store (moto at $AWS_ENDPOINT_URL)"
+LOG="$STATE/s3-tests.log"
+cargo test -p pail-tests --quiet -- s3:: 2>&1 | tee "$LOG"
+passed=$(grep -Eo '[0-9]+ passed' "$LOG" | awk '{s += $1} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' "$LOG" | awk '{s += $1} END {print s + 0}')
+echo "S3 run: $passed tests passed, $failed failed, against $AWS_ENDPOINT_URL"
+[ "$passed" -gt 0 ] && [ "$failed" -eq 0 ]
+say "all tests passed"

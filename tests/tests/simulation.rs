@@ -1,0 +1,488 @@
+//! Deterministic simulation: seeded producers, consumers, a partition leader and crashes,
+//! interleaved on one thread over the in-memory store with injected faults and tokio's paused
+//! clock. After each run an auditor checks the log against what was acknowledged and seen.
+//!
+//! - `cargo test -p pail-tests --test simulation` runs seeds `0..PAIL_SIM_SEEDS` (default 24).
+//! - `PAIL_SIM_SEED=1234 cargo test -p pail-tests --test simulation -- --nocapture` replays one.
+//! - Soak: `PAIL_SIM_SEEDS=2000 cargo test --release -p pail-tests --test simulation`.
+//!
+//! Every run prints its seed first, so a failure names the seed that replays it.
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use object_store::ObjectStore;
+use pail_core::manifest::{Edit, LeaderClaim, ProducerBatch};
+use pail_core::storage::faults::{Fault, Faults, FaultyStore, Op, Rule};
+use pail_core::{
+    AppendOptions, Clock, ErrorKind, FetchLimits, OffsetSpec, Pail, PailOptions, Record, Store,
+    TopicConfig,
+};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TOPIC: &str = "sim";
+const PARTITIONS: u32 = 2;
+const PRODUCERS: usize = 4;
+const CONSUMERS: usize = 3;
+const BATCHES_PER_PRODUCER: usize = 12;
+const LEASE_MS: u64 = 150;
+
+/// Wall time as the paused tokio clock tells it: deterministic, advanced only by the runtime.
+#[derive(Debug)]
+struct SimClock {
+    start: tokio::time::Instant,
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> i64 {
+        1_700_000_000_000 + self.start.elapsed().as_millis() as i64
+    }
+}
+
+/// An acknowledged batch: where it landed and what it held.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Ack {
+    partition: u32,
+    base_offset: u64,
+    values: Vec<Bytes>,
+}
+
+#[derive(Default)]
+struct Journal {
+    acks: Vec<Ack>,
+    /// (consumer, partition, offset, value) in the order consumers saw them.
+    seen: Vec<(usize, u32, u64, Bytes)>,
+    crashes: u64,
+    fenced: u64,
+    /// Batches a crashed leader's zombie still managed to commit (or found committed).
+    zombie_acks: Vec<Ack>,
+    /// The final log of each partition, read without faults after the run.
+    log: BTreeMap<u32, Vec<(u64, Bytes)>>,
+    events: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Journal>>;
+
+#[test]
+fn simulated_runs_keep_every_invariant() {
+    let seeds: Vec<u64> = match std::env::var("PAIL_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("PAIL_SIM_SEED must be a number")],
+        Err(_) => {
+            let n = std::env::var("PAIL_SIM_SEEDS")
+                .map_or(24, |s| s.parse().expect("PAIL_SIM_SEEDS must be a number"));
+            (0..n).collect()
+        }
+    };
+    let mut faults_fired = 0;
+    for seed in seeds {
+        eprintln!("simulation seed {seed} (replay: PAIL_SIM_SEED={seed})");
+        let (journal, injected) = run(seed);
+        audit(seed, &journal);
+        let duplicates = journal
+            .events
+            .iter()
+            .filter(|e| e.ends_with("dup=true"))
+            .count();
+        eprintln!(
+            "  {} batches acknowledged ({duplicates} as retried duplicates), {} crashes, {} zombies fenced, {} zombie commits, {injected} faults, {} reads",
+            journal.acks.len(),
+            journal.crashes,
+            journal.fenced,
+            journal.zombie_acks.len(),
+            journal.seen.len()
+        );
+        faults_fired += injected;
+    }
+    assert!(faults_fired > 0, "the simulation injected no faults at all");
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let (a, _) = run(7);
+    let (b, _) = run(7);
+    assert_eq!(
+        a.events, b.events,
+        "same seed, different history: the simulation is not deterministic"
+    );
+    assert_eq!(a.acks, b.acks);
+}
+
+fn run(seed: u64) -> (Journal, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(simulate(seed))
+}
+
+fn faults(seed: u64) -> Arc<Faults> {
+    let faults = Faults::new(seed);
+    let t = "topics/";
+    faults.add(Rule::always(Op::Put, t, Fault::LostAnswer).probability(0.05));
+    faults.add(Rule::always(Op::Put, t, Fault::Error).probability(0.04));
+    faults.add(Rule::always(Op::Put, t, Fault::SlowDown).probability(0.03));
+    faults.add(
+        Rule::always(Op::Put, t, Fault::Timeout(Duration::from_millis(300))).probability(0.01),
+    );
+    faults.add(
+        Rule::always(Op::Put, t, Fault::SlowAnswer(Duration::from_millis(80))).probability(0.15),
+    );
+    faults.add(Rule::always(Op::Get, t, Fault::Error).probability(0.03));
+    faults.add(Rule::always(Op::List, t, Fault::Error).probability(0.05));
+    faults
+        .add(Rule::always(Op::Any, t, Fault::Latency(Duration::from_millis(40))).probability(0.2));
+    faults.add(Rule::always(Op::Any, t, Fault::Latency(Duration::from_millis(3))).probability(0.5));
+    faults
+}
+
+async fn simulate(seed: u64) -> (Journal, u64) {
+    let clock: Arc<dyn Clock> = Arc::new(SimClock {
+        start: tokio::time::Instant::now(),
+    });
+    let base = Store::memory();
+    let injected = faults(seed);
+    let f = Arc::clone(&injected);
+    let faulty =
+        base.layered(move |inner| Arc::new(FaultyStore::new(inner, f)) as Arc<dyn ObjectStore>);
+    let admin = client(&base, &clock, "admin", seed);
+    admin
+        .create_topic(TOPIC, TopicConfig::new(PARTITIONS))
+        .await
+        .unwrap();
+
+    let journal: Shared = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for p in 0..PRODUCERS {
+        let (store, clock, journal, done) = (
+            faulty.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&journal),
+            Arc::clone(&done),
+        );
+        tasks.push(tokio::spawn(async move {
+            producer(p, seed, store, clock, journal).await;
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+    }
+    for c in 0..CONSUMERS {
+        let (store, clock, journal, done) = (
+            faulty.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&journal),
+            Arc::clone(&done),
+        );
+        tasks.push(tokio::spawn(consumer(c, seed, store, clock, journal, done)));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let fired = injected.injected();
+    let mut journal = Arc::try_unwrap(journal).ok().unwrap().into_inner().unwrap();
+    for p in 0..PARTITIONS {
+        let log = pail_tests::read_all(&client(&base, &clock, "auditor", seed), TOPIC, p).await;
+        journal.log.insert(
+            p,
+            log.into_iter()
+                .map(|r| (r.offset, r.value.unwrap_or_default()))
+                .collect(),
+        );
+    }
+    (journal, fired)
+}
+
+fn client(store: &Store, clock: &Arc<dyn Clock>, writer: &str, seed: u64) -> Pail {
+    Pail::with_options(
+        store.clone(),
+        PailOptions {
+            clock: Arc::clone(clock),
+            writer_id: Some(writer.to_string()),
+            seed: Some(seed ^ fxhash(writer)),
+        },
+    )
+}
+
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Appends its batches with idempotent retries. It crashes now and then (the append is cut off
+/// at a random moment and the client with all its caches is thrown away) and retries the same
+/// batch from a fresh client, as a restarted Lambda would. Producer 0 leads partition 0.
+async fn producer(id: usize, seed: u64, store: Store, clock: Arc<dyn Clock>, journal: Shared) {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(id as u64));
+    let writer = format!("p{id}");
+    let mut incarnation = 0;
+    let mut pail = client(&store, &clock, &format!("{writer}.{incarnation}"), seed);
+    let mut sequences: HashMap<u32, u64> = HashMap::new();
+    let mut claim: Option<LeaderClaim> = None;
+    for b in 0..BATCHES_PER_PRODUCER {
+        let partition = ((id + b) % PARTITIONS as usize) as u32;
+        let leads = id == 0 && partition == 0;
+        let count = rng.random_range(1..=5usize);
+        let values: Vec<Bytes> = (0..count)
+            .map(|r| Bytes::from(format!("p{id}-b{b}-r{r}")))
+            .collect();
+        let seq = *sequences.get(&partition).unwrap_or(&0);
+        loop {
+            if leads && claim.is_none() {
+                claim = acquire(&pail, partition, &journal).await;
+                if claim.is_none() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            }
+            let opts = AppendOptions {
+                producer: Some(ProducerBatch {
+                    producer_id: writer.clone(),
+                    first_sequence: seq,
+                }),
+                leader: if leads { claim } else { None },
+            };
+            let records: Vec<Record> = values
+                .iter()
+                .map(|v| Record::from_value(v.clone()))
+                .collect();
+            let crash_after = rng
+                .random_bool(0.12)
+                .then(|| Duration::from_millis(rng.random_range(0..60)));
+            let append = pail.append_with(TOPIC, partition, records, opts);
+            let result = match crash_after {
+                Some(after) => tokio::time::timeout(after, append).await.ok(),
+                None => Some(append.await),
+            };
+            match result {
+                None => {
+                    // A crashed leader lives on as a zombie that retries the batch later with its
+                    // old epoch; it must be fenced, or be ordered before the new leader.
+                    if let (true, Some(old)) = (leads, claim) {
+                        let zombie = Zombie {
+                            pail: pail.clone(),
+                            claim: old,
+                            partition,
+                            producer: writer.clone(),
+                            sequence: seq,
+                            values: values.clone(),
+                            delay: Duration::from_millis(rng.random_range(0..400)),
+                        };
+                        tokio::spawn(zombie.run(Arc::clone(&journal)));
+                    }
+                    // Crashed mid-append: restart with empty caches and no lease.
+                    incarnation += 1;
+                    pail = client(&store, &clock, &format!("{writer}.{incarnation}"), seed);
+                    claim = None;
+                    let mut j = journal.lock().unwrap();
+                    j.crashes += 1;
+                    j.events.push(format!("crash {writer} b{b}"));
+                }
+                Some(Ok(a)) => {
+                    let mut j = journal.lock().unwrap();
+                    j.events.push(format!(
+                        "ack {writer} b{b} p{partition}@{} dup={}",
+                        a.base_offset, a.duplicate
+                    ));
+                    j.acks.push(Ack {
+                        partition,
+                        base_offset: a.base_offset,
+                        values: values.clone(),
+                    });
+                    break;
+                }
+                Some(Err(e)) if e.kind() == ErrorKind::Fenced => {
+                    claim = None;
+                    journal.lock().unwrap().fenced += 1;
+                }
+                Some(Err(e)) if e.kind().is_retriable() => {
+                    tokio::time::sleep(Duration::from_millis(rng.random_range(1..50))).await;
+                }
+                Some(Err(e)) => panic!("seed {seed}: producer {id} got a non-retriable error: {e}"),
+            }
+        }
+        sequences.insert(partition, seq + count as u64);
+    }
+}
+
+struct Zombie {
+    pail: Pail,
+    claim: LeaderClaim,
+    partition: u32,
+    producer: String,
+    sequence: u64,
+    values: Vec<Bytes>,
+    delay: Duration,
+}
+
+impl Zombie {
+    async fn run(self, journal: Shared) {
+        tokio::time::sleep(self.delay).await;
+        let opts = AppendOptions {
+            producer: Some(ProducerBatch {
+                producer_id: self.producer,
+                first_sequence: self.sequence,
+            }),
+            leader: Some(self.claim),
+        };
+        let records = self
+            .values
+            .iter()
+            .map(|v| Record::from_value(v.clone()))
+            .collect();
+        let result = self
+            .pail
+            .append_with(TOPIC, self.partition, records, opts)
+            .await;
+        let mut j = journal.lock().unwrap();
+        match result {
+            Ok(a) => j.zombie_acks.push(Ack {
+                partition: self.partition,
+                base_offset: a.base_offset,
+                values: self.values,
+            }),
+            Err(e) if e.kind() == ErrorKind::Fenced => j.fenced += 1,
+            Err(e) => j.events.push(format!("zombie gave up: {}", e.kind())),
+        }
+    }
+}
+
+async fn acquire(pail: &Pail, partition: u32, journal: &Shared) -> Option<LeaderClaim> {
+    match pail
+        .commit_control(TOPIC, partition, Edit::AcquireLease { lease_ms: LEASE_MS })
+        .await
+    {
+        Ok(tip) => {
+            journal
+                .lock()
+                .unwrap()
+                .events
+                .push(format!("lead epoch {}", tip.manifest.leader_epoch));
+            Some(LeaderClaim {
+                epoch: tip.manifest.leader_epoch,
+                lease_ms: LEASE_MS,
+            })
+        }
+        Err(e) if e.kind().is_retriable() => None,
+        Err(e) => panic!("taking the lead failed: {e}"),
+    }
+}
+
+/// Reads one partition from the start, recording every record it is handed, until every
+/// producer is done and it has caught up. Crashes now and then and resumes from its position.
+async fn consumer(
+    id: usize,
+    seed: u64,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    journal: Shared,
+    done: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(97).wrapping_add(id as u64));
+    let partition = (id % PARTITIONS as usize) as u32;
+    let mut pail = client(&store, &clock, &format!("c{id}"), seed);
+    let mut next = 0u64;
+    loop {
+        let finished = done.load(std::sync::atomic::Ordering::SeqCst) == PRODUCERS;
+        let limits = FetchLimits {
+            max_records: rng.random_range(1..=7),
+            max_bytes: rng.random_range(1..=200),
+        };
+        match pail
+            .fetch(TOPIC, partition, OffsetSpec::At(next as i64), limits)
+            .await
+        {
+            Ok(got) => {
+                let mut j = journal.lock().unwrap();
+                for r in &got.records {
+                    assert_eq!(
+                        r.offset, next,
+                        "seed {seed}: consumer {id} skipped or repeated an offset"
+                    );
+                    j.seen
+                        .push((id, partition, r.offset, r.value.clone().unwrap_or_default()));
+                    next += 1;
+                }
+                if finished && got.records.is_empty() && next >= got.high_watermark {
+                    return;
+                }
+            }
+            Err(e) if e.kind().is_retriable() => {}
+            Err(e) => panic!("seed {seed}: consumer {id} got a non-retriable error: {e}"),
+        }
+        if rng.random_bool(0.05) {
+            pail = client(&store, &clock, &format!("c{id}"), seed.wrapping_add(next));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1..30))).await;
+    }
+}
+
+/// The invariants, checked against the log read back through a fault-free client.
+fn audit(seed: u64, j: &Journal) {
+    let mut where_logged: HashMap<&Bytes, (u32, u64)> = HashMap::new();
+    for (p, log) in &j.log {
+        // Offsets contiguous from 0, and no record twice.
+        for (i, (offset, v)) in log.iter().enumerate() {
+            assert_eq!(
+                *offset, i as u64,
+                "seed {seed}: gap or overlap in partition {p}"
+            );
+            assert!(
+                where_logged.insert(v, (*p, *offset)).is_none(),
+                "seed {seed}: {v:?} is in the log twice"
+            );
+        }
+    }
+    // Every acknowledged record is in the log once, at the offset it was given, and nothing
+    // else is: every batch was retried until acknowledged, so an unacknowledged record in the
+    // log would be a duplicate of a retried batch.
+    for ack in &j.zombie_acks {
+        for (i, v) in ack.values.iter().enumerate() {
+            let at = (ack.partition, ack.base_offset + i as u64);
+            assert_eq!(
+                where_logged.get(v),
+                Some(&at),
+                "seed {seed}: a zombie's {v:?} is not at {at:?}"
+            );
+        }
+    }
+    let mut acked = 0;
+    for ack in &j.acks {
+        for (i, v) in ack.values.iter().enumerate() {
+            let at = (ack.partition, ack.base_offset + i as u64);
+            assert_eq!(
+                where_logged.get(v),
+                Some(&at),
+                "seed {seed}: acknowledged {v:?} is not at {at:?}"
+            );
+            acked += 1;
+        }
+    }
+    assert_eq!(
+        j.acks.len(),
+        PRODUCERS * BATCHES_PER_PRODUCER,
+        "seed {seed}: a batch was never acknowledged"
+    );
+    assert_eq!(
+        acked,
+        where_logged.len(),
+        "seed {seed}: the log holds records nobody acknowledged"
+    );
+    // Readers only ever saw committed records, each where it is in the final log.
+    for (c, p, offset, value) in &j.seen {
+        assert_eq!(
+            where_logged.get(value),
+            Some(&(*p, *offset)),
+            "seed {seed}: consumer {c} saw {value:?} at {p}/{offset}"
+        );
+    }
+    let seen: HashSet<(u32, u64)> = j.seen.iter().map(|(_, p, o, _)| (*p, *o)).collect();
+    assert_eq!(
+        seen.len(),
+        where_logged.len(),
+        "seed {seed}: consumers did not reach the end of the log"
+    );
+}
