@@ -1,0 +1,337 @@
+//! Producer semantics on every store: group commit, linger, idempotent retries under faults,
+//! partition leadership and fencing, backpressure.
+#![allow(clippy::unwrap_used)]
+
+use pail_core::manifest::{AppendEdit, Edit, LeaderClaim};
+use pail_core::producer::{Producer, ProducerConfig};
+use pail_core::storage::faults::{Fault, Op, Rule};
+use pail_core::{AppendOptions, ErrorKind, ManualClock, Pail, PailOptions, Record, TopicConfig};
+use pail_tests::{Backend, TestStore, assert_contiguous, on_every_store, read_all};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+on_every_store!(
+    concurrent_senders_share_commits,
+    linger_gathers_records_into_one_commit,
+    retries_after_lost_answers_and_errors_deliver_each_record_once,
+    a_lease_keeps_other_writers_off_until_it_expires,
+    a_fenced_old_leader_cannot_commit,
+    producer_leadership_renews_and_yields,
+    a_full_buffer_waits_then_fails_clearly,
+);
+
+async fn topic(ts: &TestStore, partitions: u32) -> String {
+    let name = pail_tests::unique("prod-");
+    ts.client()
+        .create_topic(&name, TopicConfig::new(partitions))
+        .await
+        .unwrap();
+    name
+}
+
+fn value(i: usize) -> Record {
+    Record::from_value(format!("v{i:05}"))
+}
+
+/// 16 tasks send at once on one partition through one producer: every record is acknowledged
+/// once, at a distinct offset, and they share far fewer commits than there are records.
+async fn concurrent_senders_share_commits(b: Backend) {
+    let Some(ts) = TestStore::new(b).await else {
+        return;
+    };
+    let name = topic(&ts, 1).await;
+    let (store, counts) = ts.metered();
+    let producer = Producer::new(Pail::new(store), &name, ProducerConfig::default())
+        .await
+        .unwrap();
+    let per_task = 25;
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let producer = producer.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut deliveries = Vec::new();
+            for i in 0..per_task {
+                deliveries.push(
+                    producer
+                        .send(value(t * per_task + i), Some(0))
+                        .await
+                        .unwrap(),
+                );
+            }
+            let mut offsets = Vec::new();
+            for d in deliveries {
+                offsets.push(d.await.unwrap().offset);
+            }
+            offsets
+        }));
+    }
+    let mut offsets = HashSet::new();
+    for t in tasks {
+        for o in t.await.unwrap() {
+            assert!(offsets.insert(o), "offset {o} acknowledged twice");
+        }
+    }
+    let total = 16 * per_task;
+    assert_eq!(offsets.len(), total);
+    let log = read_all(&ts.client(), &name, 0).await;
+    assert_eq!(log.len(), total);
+    assert_contiguous(&log, 0);
+    let segment_puts = counts.snapshot().puts;
+    assert!(
+        segment_puts * 4 <= total as u64,
+        "{total} records took {segment_puts} object writes: appends are not sharing commits"
+    );
+}
+
+async fn linger_gathers_records_into_one_commit(b: Backend) {
+    let Some(ts) = TestStore::new(b).await else {
+        return;
+    };
+    let name = topic(&ts, 1).await;
+    let config = ProducerConfig {
+        linger_ms: 300,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(ts.client(), &name, config).await.unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..5 {
+        deliveries.push(producer.send(value(i), None).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let partitions: HashSet<u32> = futures::future::join_all(deliveries)
+        .await
+        .into_iter()
+        .map(|d| d.unwrap().partition)
+        .collect();
+    assert_eq!(
+        partitions.len(),
+        1,
+        "unkeyed records stick to one partition within a batch"
+    );
+    let d = ts.client().describe_topic(&name).await.unwrap();
+    assert_eq!(
+        d.partitions[0].segments, 1,
+        "five records sent within the linger make one segment"
+    );
+}
+
+/// The segment create loses its answer or fails outright now and then; the producer retries
+/// each batch under its original sequence number, so nothing is appended twice.
+async fn retries_after_lost_answers_and_errors_deliver_each_record_once(b: Backend) {
+    let Some(ts) = TestStore::new(b).await else {
+        return;
+    };
+    let name = topic(&ts, 2).await;
+    let (store, faults) = ts.faulty(11);
+    faults.add(Rule::always(Op::Put, "", Fault::LostAnswer).probability(0.3));
+    faults.add(Rule::always(Op::Put, "", Fault::Error).probability(0.2));
+    faults.add(Rule::always(Op::Get, "", Fault::Error).probability(0.1));
+    let config = ProducerConfig {
+        linger_ms: 1,
+        batch_records_max: 7,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(Pail::new(store), &name, config)
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..120 {
+        let key = format!("k{}", i % 10);
+        let mut r = value(i);
+        r.key = Some(key.into());
+        deliveries.push(producer.send(r, None).await.unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    assert!(faults.injected() > 10, "the faults fired");
+    faults.clear();
+    let reader = ts.client();
+    let mut seen = HashSet::new();
+    for p in 0..2 {
+        let log = read_all(&reader, &name, p).await;
+        assert_contiguous(&log, 0);
+        for r in log {
+            assert!(
+                seen.insert(r.value.clone().unwrap()),
+                "{:?} appended twice",
+                r.value
+            );
+        }
+    }
+    assert_eq!(seen.len(), 120);
+}
+
+fn client_at(ts: &TestStore, clock: &ManualClock, writer: &str) -> Pail {
+    Pail::with_options(
+        ts.store.clone(),
+        PailOptions {
+            clock: Arc::new(clock.clone()),
+            writer_id: Some(writer.into()),
+            seed: None,
+        },
+    )
+}
+
+fn claim(epoch: u64) -> AppendOptions {
+    AppendOptions {
+        producer: None,
+        leader: Some(LeaderClaim {
+            epoch,
+            lease_ms: 1000,
+        }),
+    }
+}
+
+async fn a_lease_keeps_other_writers_off_until_it_expires(b: Backend) {
+    let Some(ts) = TestStore::new(b).await else {
+        return;
+    };
+    let name = topic(&ts, 1).await;
+    let clock = ManualClock::new(1_000_000);
+    let (a, other) = (client_at(&ts, &clock, "a"), client_at(&ts, &clock, "b"));
+    let tip = a
+        .commit_control(&name, 0, Edit::AcquireLease { lease_ms: 1000 })
+        .await
+        .unwrap();
+    assert_eq!(tip.manifest.leader_epoch, 1);
+    a.append_with(&name, 0, vec![value(0)], claim(1))
+        .await
+        .unwrap();
+    let err = other.append(&name, 0, vec![value(1)]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotLeader, "{err}");
+    assert!(
+        err.to_string().contains("led by writer a (epoch 1)"),
+        "{err}"
+    );
+    clock.advance_ms(1001);
+    // The lease has run out: anyone may write, and take the lead.
+    other.append(&name, 0, vec![value(2)]).await.unwrap();
+    let tip = other
+        .commit_control(&name, 0, Edit::AcquireLease { lease_ms: 1000 })
+        .await
+        .unwrap();
+    assert_eq!(tip.manifest.leader_epoch, 2);
+}
+
+async fn a_fenced_old_leader_cannot_commit(b: Backend) {
+    let Some(ts) = TestStore::new(b).await else {
+        return;
+    };
+    let name = topic(&ts, 1).await;
+    let clock = ManualClock::new(1_000_000);
+    let (a, other) = (client_at(&ts, &clock, "a"), client_at(&ts, &clock, "b"));
+    a.commit_control(&name, 0, Edit::AcquireLease { lease_ms: 100 })
+        .await
+        .unwrap();
+    a.append_with(&name, 0, vec![value(0)], claim(1))
+        .await
+        .unwrap();
+    clock.advance_ms(2000);
+    other
+        .commit_control(&name, 0, Edit::AcquireLease { lease_ms: 100 })
+        .await
+        .unwrap();
+    // A's clock says nothing happened (it was paused); its cached view predates epoch 2.
+    clock.set_ms(1_000_050);
+    let err = a
+        .append_with(&name, 0, vec![value(1)], claim(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    assert!(
+        err.to_string().contains("epoch 1") && err.to_string().contains("fenced by epoch 2"),
+        "{err}"
+    );
+    // A raw edit built from epoch 1 is refused by the pure transition as well.
+    let edit = Edit::Append(AppendEdit {
+        record_count: 1,
+        leader: Some(LeaderClaim {
+            epoch: 1,
+            lease_ms: 1,
+        }),
+        producer: None,
+    });
+    let err = a.commit_control(&name, 0, edit).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced);
+    let log = read_all(&ts.client(), &name, 0).await;
+    assert_eq!(log.len(), 1, "nothing from the fenced leader landed");
+}
+
+/// A leading producer takes the lead on its first batch and keeps it; a non-leading producer
+/// meanwhile gets NotLeader until its delivery timeout.
+async fn producer_leadership_renews_and_yields(b: Backend) {
+    let Some(ts) = TestStore::new(b).await else {
+        return;
+    };
+    let name = topic(&ts, 1).await;
+    let leader_config = ProducerConfig {
+        lead_lease_ms: Some(60_000),
+        ..ProducerConfig::default()
+    };
+    let leader = Producer::new(ts.client(), &name, leader_config)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        leader.send(value(i), Some(0)).await.unwrap().await.unwrap();
+    }
+    let follower_config = ProducerConfig {
+        delivery_timeout_ms: 300,
+        ..ProducerConfig::default()
+    };
+    let follower = Producer::new(ts.client(), &name, follower_config)
+        .await
+        .unwrap();
+    let err = follower
+        .send(value(9), Some(0))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotLeader, "{err}");
+    let d = ts.client().describe_topic(&name).await.unwrap();
+    assert_eq!(
+        d.partitions[0].leader_epoch, 1,
+        "one takeover, then renewals"
+    );
+    assert_eq!(d.partitions[0].next_offset, 3);
+}
+
+async fn a_full_buffer_waits_then_fails_clearly(b: Backend) {
+    let Some(ts) = TestStore::new(b).await else {
+        return;
+    };
+    let name = topic(&ts, 1).await;
+    let (store, faults) = ts.faulty(5);
+    faults.add(Rule::always(
+        Op::Put,
+        "topics/",
+        Fault::Hang { landed: false },
+    ));
+    let config = ProducerConfig {
+        buffer_bytes_max: 4096,
+        batch_bytes_max: 4096,
+        max_block_ms: 200,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(Pail::new(store), &name, config)
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    let err = loop {
+        match producer
+            .send(Record::from_value(vec![7u8; 1000]), Some(0))
+            .await
+        {
+            Ok(d) => held.push(d),
+            Err(e) => break e,
+        }
+        assert!(held.len() < 10, "the buffer never filled");
+    };
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(
+        err.to_string().contains("buffer full: waited 200 ms"),
+        "{err}"
+    );
+}
