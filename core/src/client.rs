@@ -223,6 +223,8 @@ impl Pail {
                         .map(|_| true)
                         .or_else(|e| match e {
                             Error::UnknownTopic { .. } => Ok(false),
+                            // A damaged descriptor still names a topic; describe reports it.
+                            Error::Corrupt { .. } => Ok(true),
                             other => Err(other),
                         })?;
                 Ok::<_, Error>(exists.then_some(name))

@@ -4,5 +4,6 @@
 //! Everything here is a thin layer over [`pail_core::Pail`]: parsing, printing and exit codes.
 //! Must never: talk to the store directly or re-implement a core rule.
 
+pub mod bench;
 pub mod cli;
 pub mod render;

@@ -155,3 +155,221 @@ macro_rules! on_every_store {
         }
     };
 }
+
+/// The `pail` binary the CLI and analytics tests run: `$PAIL_BIN` if set, else
+/// `<target dir>/debug/pail` (the target dir is `$CARGO_TARGET_DIR` or `<workspace>/target`).
+///
+/// Integration tests of this crate cannot ask cargo to build another crate's binary, so it must
+/// exist already (`tests/run.sh` builds it). Panics, saying how to build it, when it is missing.
+pub fn pail_bin() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(find_pail_bin).clone()
+}
+
+fn find_pail_bin() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("PAIL_BIN").filter(|b| !b.is_empty()) {
+        let bin = std::path::PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "PAIL_BIN={} does not exist: build it with cargo build -p pail-functions --bin pail",
+            bin.display()
+        );
+        return bin;
+    }
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|t| !t.is_empty())
+        .map(std::path::PathBuf::from)
+        .map(|t| {
+            if t.is_absolute() {
+                t
+            } else {
+                workspace.join(t)
+            }
+        })
+        .unwrap_or_else(|| workspace.join("target"));
+    let bin = target
+        .join("debug")
+        .join(format!("pail{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "no pail binary at {}: build it with cargo build -p pail-functions --bin pail \
+         (or point PAIL_BIN at one)",
+        bin.display()
+    );
+    warn_if_stale(&bin, &workspace);
+    bin
+}
+
+/// Says so on stderr when a source file of the CLI is newer than the binary under test.
+fn warn_if_stale(bin: &std::path::Path, workspace: &std::path::Path) {
+    fn newest(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+        let mut latest = None;
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            let t = if path.is_dir() {
+                newest(&path)
+            } else {
+                entry.metadata().and_then(|m| m.modified()).ok()
+            };
+            latest = latest.max(t);
+        }
+        latest
+    }
+    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();
+    let source = ["core/src", "functions/src"]
+        .iter()
+        .filter_map(|d| newest(&workspace.join(d)))
+        .max();
+    if let (Some(built), Some(source)) = (built, source)
+        && source > built
+    {
+        eprintln!(
+            "warning: {} is older than the core/functions sources; rebuild it with \
+             cargo build -p pail-functions --bin pail",
+            bin.display()
+        );
+    }
+}
+
+/// What a finished child process left.
+#[derive(Debug)]
+pub struct Finished {
+    /// The command line, for messages.
+    pub what: String,
+    /// The exit code (`None` if a signal ended it).
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: std::time::Duration,
+}
+
+impl Finished {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8(self.stdout.clone()).unwrap()
+    }
+
+    /// Panics with the command's stderr unless it exited 0.
+    pub fn assert_ok(&self) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{} failed (exit {:?}); stderr:\n{}",
+            self.what,
+            self.code,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// A child process started by [`spawn_timed`], with threads feeding its stdin and draining
+/// its stdout and stderr (so no pipe can fill up and stall it).
+pub struct Running {
+    what: String,
+    child: std::process::Child,
+    started: std::time::Instant,
+    feeder: Option<std::thread::JoinHandle<()>>,
+    out: std::thread::JoinHandle<Vec<u8>>,
+    err: std::thread::JoinHandle<Vec<u8>>,
+}
+
+/// Starts `cmd` with `stdin` as its standard input (or none: an empty stdin).
+pub fn spawn_timed(mut cmd: std::process::Command, stdin: Option<Vec<u8>>) -> Running {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let what = format!("{cmd:?}");
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let feeder = stdin.map(|bytes| {
+        let mut pipe = child.stdin.take().unwrap();
+        // A child that exits early (bad input) closes the pipe: not an error here.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        })
+    });
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    Running {
+        what,
+        child,
+        started,
+        feeder,
+        out,
+        err,
+    }
+}
+
+impl Running {
+    /// Waits for the process to exit, at most `timeout` after it started; past that it is
+    /// killed and the test fails, quoting what it had written to stderr.
+    pub fn wait(mut self, timeout: std::time::Duration) -> Finished {
+        let deadline = self.started + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let stderr = String::from_utf8_lossy(&self.err.join().unwrap()).into_owned();
+                panic!(
+                    "{} did not finish within {timeout:?} (killed); stderr:\n{stderr}",
+                    self.what
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let elapsed = self.started.elapsed();
+        if let Some(feeder) = self.feeder {
+            feeder.join().unwrap();
+        }
+        Finished {
+            what: self.what,
+            code: status.code(),
+            stdout: self.out.join().unwrap(),
+            stderr: String::from_utf8_lossy(&self.err.join().unwrap()).into_owned(),
+            elapsed,
+        }
+    }
+}
+
+/// Runs `cmd` to completion with `stdin`, failing the test if it takes longer than `timeout`.
+pub fn run_timed(
+    cmd: std::process::Command,
+    stdin: Option<Vec<u8>>,
+    timeout: std::time::Duration,
+) -> Finished {
+    spawn_timed(cmd, stdin).wait(timeout)
+}
+
+/// A `pail --store STORE ...` command with a clean environment for pail's own variables
+/// (`PAIL_STORE`, `RUST_BACKTRACE`, `RUST_LOG` removed).
+pub fn pail_cmd(store: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(pail_bin());
+    cmd.env_remove("PAIL_STORE")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LOG")
+        .arg("--store")
+        .arg(store);
+    cmd
+}

@@ -321,7 +321,10 @@ impl Worker {
         let mut batch = vec![first];
         let mut flushes = Vec::new();
         while batch.len() < cfg.batch_records_max && flushes.is_empty() {
+            // Biased: records already queued always join the batch, even when the linger of a
+            // record that waited through the previous commit has run out (group commit).
             let msg = tokio::select! {
+                biased;
                 msg = rx.recv() => msg,
                 _ = tokio::time::sleep_until(deadline) => break,
             };

@@ -8,6 +8,7 @@
 
 pub mod faults;
 pub mod keys;
+pub mod latency;
 pub mod metrics;
 mod s3;
 

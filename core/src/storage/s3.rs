@@ -44,19 +44,18 @@ pub(super) async fn open(url: &str, rest: &str) -> Result<Store> {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    if std::env::var_os("AWS_TIMEOUT").is_none() {
-        builder = builder.with_config(
+    let env =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_config(
             AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-            REQUEST_TIMEOUT,
-        );
-    }
-    if std::env::var_os("AWS_CONNECT_TIMEOUT").is_none() {
-        builder = builder.with_config(
+            env("PAIL_S3_TIMEOUT", REQUEST_TIMEOUT),
+        )
+        .with_config(
             AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-            CONNECT_TIMEOUT,
+            env("PAIL_S3_CONNECT_TIMEOUT", CONNECT_TIMEOUT),
         );
-    }
     let no_region_env = std::env::var_os("AWS_REGION").is_none()
         && std::env::var_os("AWS_DEFAULT_REGION").is_none();
     if let (true, Some(region)) = (no_region_env, sdk.region()) {

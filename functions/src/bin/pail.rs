@@ -47,10 +47,23 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pail: error: {}", one_line(&format!("{e:#}")));
+            eprintln!("pail: error: {}", one_line(&describe(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and those of its causes that it does not already spell out: pail's and
+/// object_store's errors include their sources in their own message.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 fn one_line(s: &str) -> String {

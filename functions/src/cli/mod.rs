@@ -38,6 +38,9 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Print a topic's records.
     Consume(consume::ConsumeArgs),
+    /// Measure produce, consume or end-to-end performance (store: any URL, or
+    /// sim:s3-standard / sim:s3-express for a latency-simulated S3).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Output format of commands that print structured data.
@@ -57,11 +60,13 @@ pub struct FormatArg {
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let pail = Pail::open(&cli.store).await?;
+    let open = || Pail::open(&cli.store);
     match cli.command {
-        Command::Topic(cmd) => topic::run(&pail, cmd).await,
-        Command::Produce(args) => produce::run(&pail, args).await,
-        Command::Consume(args) => consume::run(&pail, args).await,
+        Command::Topic(cmd) => topic::run(&open().await?, cmd).await,
+        Command::Produce(args) => produce::run(&open().await?, args).await,
+        Command::Consume(args) => consume::run(&open().await?, args).await,
+        // The bench opens its own store: it also accepts simulated ones.
+        Command::Bench(args) => crate::bench::run(&cli.store, args).await,
     }
 }
 
