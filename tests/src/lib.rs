@@ -117,10 +117,11 @@ pub async fn read_all(pail: &Pail, topic: &str, partition: u32) -> Vec<StoredRec
             .fetch(topic, partition, from, FetchLimits::default())
             .await
             .unwrap();
-        out.extend(got.records);
-        if got.next_offset >= got.high_watermark {
+        // Only an empty fetch has confirmed the end of the log with the store.
+        if got.records.is_empty() && got.next_offset >= got.high_watermark {
             return out;
         }
+        out.extend(got.records);
         from = OffsetSpec::At(got.next_offset as i64);
     }
 }

@@ -4,6 +4,11 @@
 //! it has seen, or a bounded listing), reads only the rows it needs through the page index, and
 //! follows the chain to the next segments (their keys follow from each manifest, so sequential
 //! reading never lists) until `max_records` or `max_bytes` is reached or the log ends.
+//!
+//! A fetch asks the store for newer versions only when it has read everything it knows of:
+//! one GET of the next version's key, which for a segment up to [`READ_PREFETCH_BYTES`] also
+//! brings its rows. So a consumer tailing the log pays one request per new segment, and one
+//! (a 404) per poll that finds nothing.
 
 use object_store::path::Path;
 use std::sync::Arc;
@@ -14,6 +19,9 @@ use crate::record::StoredRecord;
 use crate::segment::{self, Footer};
 use crate::storage::keys;
 
+/// Bytes fetched from the end of a segment a reader discovers: its footer and, for segments
+/// up to this size, all of its rows in the same request.
+pub const READ_PREFETCH_BYTES: u64 = 1024 * 1024;
 /// Most records one fetch may ask for.
 pub const FETCH_RECORDS_MAX: u32 = 100_000;
 /// Most bytes one fetch may ask for.
@@ -76,43 +84,83 @@ pub struct Fetched {
     pub records: Vec<StoredRecord>,
     /// The offset to fetch from next.
     pub next_offset: u64,
-    /// The partition's next offset when the fetch started.
+    /// The partition's next offset as far as this fetch knows. A fetch that returns no records
+    /// has confirmed it with the store: nothing newer existed when it looked.
     pub high_watermark: u64,
     pub log_start_offset: u64,
 }
 
 pub async fn fetch(part: Part<'_>, from: OffsetSpec, limits: FetchLimits) -> Result<Fetched> {
     limits.validate()?;
-    let tip = tip::latest(part).await?;
-    let hw = tip.manifest.next_offset;
-    let log_start = tip.manifest.log_start_offset;
-    let start = resolve(part, from, log_start, hw)?;
+    let mut tip = tip::known(part).await?;
+    // An offset at or past the known end may be valid on the store: catch up before judging.
+    let past_known_end = match from {
+        OffsetSpec::Earliest => false,
+        OffsetSpec::Latest => true,
+        OffsetSpec::At(n) => n >= 0 && n as u64 > tip.manifest.next_offset,
+    };
+    if past_known_end {
+        tip = tip::latest(part).await?;
+    }
+    let start = resolve(
+        part,
+        from,
+        tip.manifest.log_start_offset,
+        tip.manifest.next_offset,
+    )?;
     let mut out = Fetched {
         records: Vec::new(),
         next_offset: start,
-        high_watermark: hw,
-        log_start_offset: log_start,
+        high_watermark: tip.manifest.next_offset,
+        log_start_offset: tip.manifest.log_start_offset,
     };
-    if start == hw {
-        return Ok(out);
-    }
-    let mut segment = locate(part, &tip, start).await?;
     let mut bytes = 0u64;
+    let mut current: Option<(Path, Arc<Footer>)> = None;
     loop {
-        let (key, footer) = &segment;
-        let full = read_segment(part, key, footer, &mut out, &mut bytes, limits).await?;
-        if full || out.next_offset >= hw {
+        if out.next_offset >= tip.manifest.next_offset {
+            // Everything known is read. Records in hand go back now; otherwise ask the store
+            // once for a newer version (and, if small, its rows).
+            if !out.records.is_empty() {
+                return Ok(out);
+            }
+            match tip::successor_with(part, &tip, READ_PREFETCH_BYTES).await? {
+                Some(newer) => {
+                    part.caches.offer_tip(part.topic, part.partition, &newer);
+                    out.high_watermark = newer.manifest.next_offset;
+                    tip = newer;
+                    continue;
+                }
+                None => return Ok(out),
+            }
+        }
+        let (key, footer) = next_segment(part, &tip, current.take(), out.next_offset).await?;
+        if read_segment(part, &key, &footer, &mut out, &mut bytes, limits).await? {
             return Ok(out);
         }
-        // A read sized by the byte estimate can stop inside the segment: go on there.
-        if out.next_offset < footer.manifest.next_offset {
-            continue;
-        }
-        segment = match next_data_segment(part, footer).await? {
-            Some(next) => next,
-            None => locate(part, &tip, out.next_offset).await?,
-        };
+        current = Some((key, footer));
     }
+}
+
+/// The segment holding `offset`: still the one just read (a read sized by the byte estimate can
+/// stop inside it), the chain's next one (no listing needed), or wherever `locate` finds it.
+async fn next_segment(
+    part: Part<'_>,
+    tip: &Tip,
+    current: Option<(Path, Arc<Footer>)>,
+    offset: u64,
+) -> Result<(Path, Arc<Footer>)> {
+    if let Some((key, footer)) = current {
+        let m = &footer.manifest;
+        if m.base_offset <= offset && offset < m.next_offset {
+            return Ok((key, footer));
+        }
+        if offset == m.next_offset
+            && let Some(next) = next_data_segment(part, &footer).await?
+        {
+            return Ok(next);
+        }
+    }
+    locate(part, tip, offset).await
 }
 
 fn resolve(part: Part<'_>, from: OffsetSpec, log_start: u64, hw: u64) -> Result<u64> {
@@ -232,7 +280,7 @@ async fn footer_holding(
     key: Path,
     offset: u64,
 ) -> Result<Option<(Path, Arc<Footer>)>> {
-    let Some(footer) = part.footer(&key).await? else {
+    let Some(footer) = part.footer_with(&key, READ_PREFETCH_BYTES).await? else {
         return Ok(None);
     };
     let m = &footer.manifest;
@@ -248,7 +296,7 @@ async fn next_data_segment(part: Part<'_>, footer: &Footer) -> Result<Option<(Pa
     };
     for _ in 0..CONTROL_SKIP_MAX {
         let key = current.next_key(part.topic);
-        let Some(next) = part.footer(&key).await? else {
+        let Some(next) = part.footer_with(&key, READ_PREFETCH_BYTES).await? else {
             return Ok(None);
         };
         if next.manifest.record_count > 0 {

@@ -29,8 +29,9 @@ use crate::segment::{self, FOOTER_PREFETCH_BYTES, Footer};
 use crate::storage::{Store, keys};
 use crate::topic::TopicName;
 
-/// How many footers a client keeps decoded (each holds up to 64 KiB of the object's tail).
-const FOOTER_CACHE_ENTRIES: usize = 256;
+/// How many footers a client keeps decoded, and how many bytes of object tails with them.
+const FOOTER_CACHE_ENTRIES: usize = 1024;
+const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// How many segment ranges per partition a client remembers for offset lookups.
 const INDEX_ENTRIES_PER_PARTITION: usize = 4096;
 
@@ -86,6 +87,7 @@ pub struct Caches {
 struct FooterCache {
     map: HashMap<Path, Arc<Footer>>,
     order: VecDeque<Path>,
+    tail_bytes: usize,
 }
 
 impl Caches {
@@ -119,12 +121,17 @@ impl Caches {
             }
         }
         let mut cache = lock(&self.footers);
-        if cache.map.insert(key.clone(), footer).is_none() {
-            cache.order.push_back(key.clone());
+        cache.tail_bytes += footer.tail.len();
+        match cache.map.insert(key.clone(), footer) {
+            Some(old) => cache.tail_bytes -= old.tail.len(),
+            None => cache.order.push_back(key.clone()),
         }
-        while cache.order.len() > FOOTER_CACHE_ENTRIES {
-            if let Some(old) = cache.order.pop_front() {
-                cache.map.remove(&old);
+        while cache.order.len() > FOOTER_CACHE_ENTRIES || cache.tail_bytes > FOOTER_CACHE_BYTES {
+            let Some(oldest) = cache.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = cache.map.remove(&oldest) {
+                cache.tail_bytes -= old.tail.len();
             }
         }
     }
@@ -160,10 +167,16 @@ impl Part<'_> {
     /// The footer must belong to this partition and name the base offset and version its key
     /// names: a segment copied or written to the wrong place is corruption, not data.
     pub async fn footer(&self, key: &Path) -> Result<Option<Arc<Footer>>> {
+        self.footer_with(key, FOOTER_PREFETCH_BYTES).await
+    }
+
+    /// Like [`Part::footer`], fetching up to `prefetch` bytes from the object's end on a cache
+    /// miss: readers ask for more, so a small segment arrives whole in the same request.
+    pub async fn footer_with(&self, key: &Path, prefetch: u64) -> Result<Option<Arc<Footer>>> {
         if let Some(f) = self.caches.footer(key) {
             return Ok(Some(f));
         }
-        let Some((tail, size)) = self.store.get_suffix(key, FOOTER_PREFETCH_BYTES).await? else {
+        let Some((tail, size)) = self.store.get_suffix(key, prefetch).await? else {
             return Ok(None);
         };
         let footer = match segment::parse_footer(key, tail, size)? {

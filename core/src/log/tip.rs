@@ -27,6 +27,14 @@ struct Hint {
     version: u64,
 }
 
+/// The newest version this client knows, without asking the store if it knows one.
+pub async fn known(part: Part<'_>) -> Result<Tip> {
+    match part.caches.tip(part.topic, part.partition) {
+        Some(cached) => Ok(cached),
+        None => latest(part).await,
+    }
+}
+
 /// The latest version of the partition, from the cache if there is one.
 pub async fn latest(part: Part<'_>) -> Result<Tip> {
     let tip = match part.caches.tip(part.topic, part.partition) {
@@ -54,8 +62,14 @@ pub async fn walk_forward(part: Part<'_>, mut tip: Tip) -> Result<Tip> {
 
 /// The version right after `tip`, if it exists.
 pub async fn successor(part: Part<'_>, tip: &Tip) -> Result<Option<Tip>> {
+    successor_with(part, tip, crate::segment::FOOTER_PREFETCH_BYTES).await
+}
+
+/// [`successor`], fetching up to `prefetch` bytes of it (readers fetch its rows in the same
+/// request).
+pub async fn successor_with(part: Part<'_>, tip: &Tip, prefetch: u64) -> Result<Option<Tip>> {
     let key = tip.next_key(part.topic);
-    let Some(footer) = part.footer(&key).await? else {
+    let Some(footer) = part.footer_with(&key, prefetch).await? else {
         return Ok(None);
     };
     check_successor(&tip.manifest, &footer.manifest).map_err(|e| Error::corrupt(&key, e))?;

@@ -197,11 +197,11 @@ async fn read_partition(
     let mut read = 0;
     loop {
         let got = reader.fetch(topic, partition, from, limits).await?;
-        read += got.records.len() as u64;
-        count.fetch_add(got.records.len() as u64, Ordering::Relaxed);
-        if got.next_offset >= got.high_watermark {
+        if got.records.is_empty() {
             return Ok(read);
         }
+        read += got.records.len() as u64;
+        count.fetch_add(got.records.len() as u64, Ordering::Relaxed);
         from = OffsetSpec::At(got.next_offset as i64);
     }
 }
@@ -374,8 +374,11 @@ impl SendJob {
     }
 }
 
-/// Record values: 8 bytes of send time, 8 bytes of sequence number, then lowercase letters
-/// from a random pool (ZSTD compresses them to about 60%).
+/// Record values: 8 bytes of send time, 8 bytes of sequence number, then random lowercase
+/// letters (ZSTD compresses them to about 60%, like text). They are slices of a 16 MiB pool,
+/// far larger than ZSTD's window, so records do not compress against each other.
+const POOL_BYTES: usize = 16 << 20;
+
 struct ValuePool {
     pool: Vec<u8>,
     size: usize,
@@ -384,7 +387,7 @@ struct ValuePool {
 impl ValuePool {
     fn new(size: usize) -> Self {
         let mut x = 0x2545_f491_4f6c_dd1du64;
-        let pool = (0..(size.max(64) * 4 + 65_536))
+        let pool = (0..(size.max(64) * 4 + POOL_BYTES))
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;

@@ -96,7 +96,9 @@ pub async fn run(pail: &Pail, args: ConsumeArgs) -> anyhow::Result<()> {
             left -= got.records.len() as u64;
             printed_this_round += got.records.len();
             cursor.from = OffsetSpec::At(got.next_offset as i64);
-            cursor.done = !args.follow && got.next_offset >= got.high_watermark;
+            // Only an empty fetch has checked the store for newer records: done after one.
+            cursor.done =
+                !args.follow && got.records.is_empty() && got.next_offset >= got.high_watermark;
             if left == 0 {
                 break;
             }
