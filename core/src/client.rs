@@ -15,6 +15,7 @@ use crate::entropy::Entropy;
 use crate::error::{Error, Result};
 use crate::log::commit::{self, CommitRequest, Committed};
 use crate::log::fetch::{self, FetchLimits, Fetched, OffsetSpec};
+use crate::log::hedge::Hedge;
 use crate::log::{Caches, Part, Tip, tip};
 use crate::manifest::{AppendEdit, Edit, LeaderClaim, ProducerBatch};
 use crate::record::Record;
@@ -40,6 +41,7 @@ struct Inner {
     writer_id: String,
     clock: Arc<dyn Clock>,
     entropy: Entropy,
+    hedge: Hedge,
     topics: RwLock<HashMap<TopicName, Arc<TopicMeta>>>,
     caches: Caches,
 }
@@ -54,6 +56,8 @@ pub struct PailOptions {
     /// Seeds commit ids and backoff jitter; from the OS when `None`. Fixed in simulations so
     /// that a run replays.
     pub seed: Option<u64>,
+    /// Repeat a segment create that is slower than twice the usual (see `log::hedge`).
+    pub hedged_creates: bool,
 }
 
 impl Default for PailOptions {
@@ -62,6 +66,7 @@ impl Default for PailOptions {
             clock: Arc::new(SystemClock),
             writer_id: None,
             seed: None,
+            hedged_creates: true,
         }
     }
 }
@@ -139,6 +144,7 @@ impl Pail {
                 writer_id,
                 clock: options.clock,
                 entropy,
+                hedge: Hedge::new(options.hedged_creates),
                 topics: RwLock::new(HashMap::new()),
                 caches: Caches::default(),
             }),
@@ -367,6 +373,7 @@ impl Pail {
             store: &self.inner.store,
             caches: &self.inner.caches,
             entropy: &self.inner.entropy,
+            hedge: &self.inner.hedge,
             topic,
             partition,
         }

@@ -171,7 +171,7 @@ fn client_at(ts: &TestStore, clock: &ManualClock, writer: &str) -> Pail {
         PailOptions {
             clock: Arc::new(clock.clone()),
             writer_id: Some(writer.into()),
-            seed: None,
+            ..PailOptions::default()
         },
     )
 }

@@ -202,6 +202,7 @@ fn client(store: &Store, clock: &Arc<dyn Clock>, writer: &str, seed: u64) -> Pai
             clock: Arc::clone(clock),
             writer_id: Some(writer.to_string()),
             seed: Some(seed ^ fxhash(writer)),
+            ..PailOptions::default()
         },
     )
 }

@@ -129,7 +129,7 @@ async fn create_resolved(
     let size = bytes.len() as u64;
     let mut last_error = String::from("the object was reported present, then missing");
     for attempt in 1..=AMBIGUOUS_ATTEMPTS_MAX {
-        match part.store.create(key, bytes.clone()).await {
+        match part.hedge.create(part.store, key, bytes.clone()).await {
             Ok(Created::Yes) => return Ok(Resolved::Mine(size)),
             Ok(Created::AlreadyExists) => {}
             Err(e) => last_error = e.to_string(),

@@ -16,6 +16,7 @@
 
 pub mod commit;
 pub mod fetch;
+pub mod hedge;
 pub mod tip;
 
 use object_store::path::Path;
@@ -157,6 +158,7 @@ pub struct Part<'a> {
     pub store: &'a Store,
     pub caches: &'a Caches,
     pub entropy: &'a Entropy,
+    pub hedge: &'a hedge::Hedge,
     pub topic: &'a TopicName,
     pub partition: u32,
 }

@@ -304,32 +304,49 @@ impl SegmentReader {
         })
     }
 
+    /// The bytes of `ranges`, taking from the cached tail whatever part of each it covers and
+    /// fetching only the rest (a column chunk often straddles the tail's start).
     async fn fetch(&self, ranges: Vec<Range<u64>>) -> parquet::errors::Result<Vec<Bytes>> {
-        let mut out = vec![Bytes::new(); ranges.len()];
-        let mut missing = Vec::new();
-        for (i, r) in ranges.iter().enumerate() {
+        let tail_start = self.tail_start();
+        let mut wanted = Vec::new();
+        for r in &ranges {
             if r.end > self.size || r.start > r.end {
                 return Err(ParquetError::General(format!(
                     "range {r:?} outside a {}-byte object",
                     self.size
                 )));
             }
-            match self.cached(r) {
-                Some(b) => out[i] = b,
-                None => missing.push(i),
+            if r.start < tail_start {
+                wanted.push(r.start..r.end.min(tail_start));
             }
         }
-        if !missing.is_empty() {
-            let wanted: Vec<Range<u64>> = missing.iter().map(|&i| ranges[i].clone()).collect();
-            let got = self
-                .store
+        let mut fetched = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            self.store
                 .object_store()
                 .get_ranges(&self.key, &wanted)
                 .await
-                .map_err(|e| ParquetError::External(Box::new(e)))?;
-            for (i, bytes) in missing.into_iter().zip(got) {
-                out[i] = bytes;
-            }
+                .map_err(|e| ParquetError::External(Box::new(e)))?
+        }
+        .into_iter();
+        let mut out = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let head = if r.start < tail_start {
+                fetched
+                    .next()
+                    .ok_or_else(|| ParquetError::General("store returned too few ranges".into()))?
+            } else {
+                Bytes::new()
+            };
+            let cached = self
+                .cached(&(r.start.max(tail_start)..r.end))
+                .unwrap_or_default();
+            out.push(match (head.is_empty(), cached.is_empty()) {
+                (_, true) => head,
+                (true, false) => cached,
+                (false, false) => [head, cached].concat().into(),
+            });
         }
         Ok(out)
     }

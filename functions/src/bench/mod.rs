@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// PUT pairs timed after the run, at the run's mean segment size, as the yardstick for
+    /// acknowledgement latency (0: skip).
+    #[arg(long, default_value_t = 400)]
+    pub reference_puts: usize,
     /// Seed of the simulated store's latencies.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -116,11 +120,58 @@ pub async fn run(store_url: &str, args: BenchArgs) -> anyhow::Result<()> {
         Mode::Consume => produce_then_consume(&store, &topic, &args).await?,
         Mode::E2e => end_to_end(&store, &topic, &args).await?,
     };
+    let mut report = report;
+    if args.reference_puts > 0 {
+        let size =
+            (report.produce_requests.put_bytes / report.produce_requests.puts.max(1)) as usize;
+        let (one, two) = reference_puts(&store, size, args.reference_puts).await?;
+        report.put_latency = Some(one);
+        report.two_puts_latency = Some(two);
+    }
     print!("{}", report.table());
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
+}
+
+/// Times `pairs` pairs of back-to-back PUTs of `size` bytes (32 pairs at a time), as the
+/// latency a two-step commit (segment PUT, then manifest PUT) would have on this store.
+/// Returns the single-PUT and the pair latencies. The objects are deleted afterwards.
+async fn reference_puts(
+    store: &Store,
+    size: usize,
+    pairs: usize,
+) -> anyhow::Result<(Percentiles, Percentiles)> {
+    let payload = Bytes::from(vec![b'x'; size.max(1)]);
+    let workers = 32.min(pairs);
+    let jobs = (0..workers).map(|w| {
+        let (store, payload) = (store.clone(), payload.clone());
+        async move {
+            let mut singles = Vec::new();
+            let mut doubles = Vec::new();
+            for i in (w..pairs).step_by(workers) {
+                let mut pair = Duration::ZERO;
+                for half in 0..2 {
+                    let key = object_store::path::Path::from(format!("bench-reference/{i}-{half}"));
+                    let started = Instant::now();
+                    store.create(&key, payload.clone()).await?;
+                    let took = started.elapsed();
+                    singles.push(took);
+                    pair += took;
+                    store.delete(&key).await?;
+                }
+                doubles.push(pair);
+            }
+            anyhow::Ok((singles, doubles))
+        }
+    });
+    let (mut singles, mut doubles) = (Vec::new(), Vec::new());
+    for (s, d) in futures::future::try_join_all(jobs).await? {
+        singles.extend(s);
+        doubles.extend(d);
+    }
+    Ok((Percentiles::of(singles), Percentiles::of(doubles)))
 }
 
 /// What a produce phase measured.
@@ -453,6 +504,8 @@ async fn report(
         produce_cost: Cost::of(&produced.requests, payload),
         consume_requests: consumed.map(|c| c.requests),
         consume_cost: consumed.map(|c| Cost::of(&c.requests, payload)),
+        put_latency: None,
+        two_puts_latency: None,
     })
 }
 

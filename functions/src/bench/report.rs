@@ -90,12 +90,16 @@ pub struct Report {
     pub produce_cost: Cost,
     pub consume_requests: Option<Requests>,
     pub consume_cost: Option<Cost>,
+    /// One PUT of a mean-sized segment on this store, timed apart from the run.
+    pub put_latency: Option<Percentiles>,
+    /// Two back-to-back PUTs: what a segment-then-manifest commit would take.
+    pub two_puts_latency: Option<Percentiles>,
 }
 
 impl Report {
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let line = |t: &mut String, k: &str, v: String| t.push_str(&format!("{k:<16}{v}\n"));
+        let line = |t: &mut String, k: &str, v: String| t.push_str(&format!("{k:<18}{v}\n"));
         line(
             &mut t,
             "run",
@@ -143,6 +147,18 @@ impl Report {
         );
         if let (Some(r), Some(c)) = (&self.consume_requests, &self.consume_cost) {
             line(&mut t, "consume reqs", fmt_requests(r, c));
+        }
+        if let (Some(one), Some(two)) = (&self.put_latency, &self.two_puts_latency) {
+            line(&mut t, "store PUT", fmt_percentiles(one));
+            line(&mut t, "2 PUTs in a row", fmt_percentiles(two));
+            line(
+                &mut t,
+                "ack p99 / 2 PUTs",
+                format!(
+                    "{:.2}",
+                    self.ack_latency.p99_ms / two.p99_ms.max(f64::MIN_POSITIVE)
+                ),
+            );
         }
         t
     }
