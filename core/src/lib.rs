@@ -28,6 +28,9 @@ pub mod client;
 pub mod clock;
 pub mod entropy;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub mod log;
 pub mod manifest;
 pub mod producer;

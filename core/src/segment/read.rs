@@ -216,23 +216,68 @@ async fn read_batches(
 /// Rejects column chunks that claim bytes outside the object or absurd decoded sizes, before
 /// the decoder trusts them with allocations.
 fn check_chunk_bounds(key: &Path, metadata: &ParquetMetaData, size: u64) -> Result<()> {
-    const UNCOMPRESSED_CHUNK_MAX: i64 = 1 << 30;
-    for rg in metadata.row_groups() {
-        for col in rg.columns() {
-            let (start, len) = col.byte_range();
-            let inside = start.checked_add(len).is_some_and(|end| end <= size);
-            if !inside
-                || col.uncompressed_size() > UNCOMPRESSED_CHUNK_MAX
-                || col.uncompressed_size() < 0
-            {
-                return Err(Error::corrupt(
-                    key,
-                    "a column chunk lies outside the object or is implausibly large",
-                ));
+    let corrupt = || {
+        Error::corrupt(
+            key,
+            "a column chunk or page lies outside the object or is implausibly large",
+        )
+    };
+    for (rg_index, rg) in metadata.row_groups().iter().enumerate() {
+        for (col_index, col) in rg.columns().iter().enumerate() {
+            let chunk = chunk_range(col, size).ok_or_else(corrupt)?;
+            let pages = metadata
+                .page_index()
+                .and_then(|index| index.page_locations(rg_index, col_index));
+            if !pages.is_none_or(|pages| pages_fit(pages, &chunk, rg.num_rows())) {
+                return Err(corrupt());
             }
         }
     }
     Ok(())
+}
+
+/// The bytes a column chunk claims, if they lie inside the object and it decodes to a
+/// plausible size. Not `byte_range()`: it panics on the negative values a damaged footer holds.
+fn chunk_range(
+    col: &parquet::file::metadata::ColumnChunkMetaData,
+    size: u64,
+) -> Option<Range<u64>> {
+    const UNCOMPRESSED_CHUNK_MAX: i64 = 1 << 30;
+    let start = u64::try_from(
+        col.dictionary_page_offset()
+            .unwrap_or(col.data_page_offset()),
+    )
+    .ok()?;
+    let end = start.checked_add(u64::try_from(col.compressed_size()).ok()?)?;
+    let plausible = (0..=UNCOMPRESSED_CHUNK_MAX).contains(&col.uncompressed_size());
+    (end <= size && plausible).then_some(start..end)
+}
+
+/// Whether the page index's pages lie inside their column chunk, in order, with rows that
+/// start at 0 and grow within the row group (the decoder subtracts these without checking).
+fn pages_fit(
+    pages: &[parquet::file::page_index::offset_index::PageLocation],
+    chunk: &Range<u64>,
+    rows: i64,
+) -> bool {
+    let mut next_start = chunk.start;
+    let mut last_row = -1i64;
+    pages.iter().all(|p| {
+        let start = u64::try_from(p.offset).ok();
+        let len = u64::try_from(p.compressed_page_size)
+            .ok()
+            .filter(|&l| l > 0);
+        let fits = start
+            .zip(len)
+            .and_then(|(s, l)| Some((s, s.checked_add(l)?)))
+            .is_some_and(|(s, e)| s >= next_start && e <= chunk.end);
+        let row_ok = p.first_row_index > last_row && p.first_row_index < rows.max(1);
+        if let (true, Some(s), Some(l)) = (fits, start, len) {
+            next_start = s + l;
+        }
+        last_row = p.first_row_index;
+        fits && row_ok
+    })
 }
 
 fn append_records(key: &Path, batch: &RecordBatch, out: &mut Vec<StoredRecord>) -> Result<()> {
