@@ -711,7 +711,12 @@ fn oversized_lines_are_refused() {
 #[test]
 fn unsupported_store_urls_are_refused() {
     let cwd = tempfile::tempdir().unwrap();
-    for (url, needle) in [("ftp://x", "unsupported scheme"), ("", "empty")] {
+    for (url, needle) in [
+        ("ftp://x", "unsupported scheme"),
+        ("", "empty"),
+        ("file://relative", "needs an absolute path"),
+        ("s3://", "no bucket"),
+    ] {
         let mut cmd = pail_cmd(url);
         cmd.current_dir(cwd.path()).args(["topic", "list"]);
         let f = run_timed(cmd, None, COMMAND);

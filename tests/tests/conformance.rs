@@ -263,6 +263,15 @@ async fn bad_requests_get_clear_errors(b: Backend) {
     assert!(err.to_string().contains("it has 2 partitions"), "{err}");
     let err = pail.append(&topic, 0, vec![]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let err = pail
+        .append(&topic, 0, vec![Record::default(); 100_001])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("batch has 100001 records, over the limit of 100000"),
+        "{err}"
+    );
     let big = Record::from_value(vec![0u8; 1024 * 1024 + 1]);
     let err = pail.append(&topic, 0, vec![big]).await.unwrap_err();
     assert!(
@@ -533,6 +542,25 @@ async fn corrupt_objects_are_reported_and_contained(b: Backend) {
             .base_offset,
         2
     );
+    // A valid segment copied to another partition's next key is not data there.
+    let foreign = ts
+        .store
+        .get(&keys::segment(&name, 1, 0, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let misplaced = keys::segment(&name, 1, 3, 3);
+    ts.store
+        .object_store()
+        .put(&misplaced, foreign.into())
+        .await
+        .unwrap();
+    let err = ts_client(&pail)
+        .append(&topic, 1, values(1, "v"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("found at this key"), "{err}");
     // A damaged topic descriptor is corruption too, for that topic only.
     ts.store
         .object_store()
