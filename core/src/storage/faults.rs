@@ -204,15 +204,7 @@ impl FaultyStore {
             Some(Fault::SlowDown) => {
                 futures::stream::once(async { Err(injected("503 SlowDown")) }).boxed()
             }
-            Some(Fault::Latency(d)) => {
-                let inner = list();
-                futures::stream::once(async move {
-                    tokio::time::sleep(d).await;
-                    inner
-                })
-                .flatten()
-                .boxed()
-            }
+            Some(Fault::Latency(d)) => super::delayed(d, list()),
             Some(Fault::Timeout(d)) => futures::stream::once(async move {
                 tokio::time::sleep(d).await;
                 Err(injected("request timed out"))

@@ -13,7 +13,6 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
@@ -126,6 +125,12 @@ impl LatencyStore {
         }
     }
 
+    fn list_delay(&self) -> Duration {
+        self.profile
+            .list
+            .sample(&mut crate::log::lock(&self.rng), 0)
+    }
+
     async fn wait(&self, latency: RequestLatency, bytes: u64) {
         let delay = latency.sample(&mut crate::log::lock(&self.rng), bytes);
         tokio::time::sleep(delay).await;
@@ -188,17 +193,7 @@ impl ObjectStore for LatencyStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let delay = self
-            .profile
-            .list
-            .sample(&mut crate::log::lock(&self.rng), 0);
-        let inner = self.inner.list(prefix);
-        futures::stream::once(async move {
-            tokio::time::sleep(delay).await;
-            inner
-        })
-        .flatten()
-        .boxed()
+        super::delayed(self.list_delay(), self.inner.list(prefix))
     }
 
     fn list_with_offset(
@@ -206,17 +201,10 @@ impl ObjectStore for LatencyStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let delay = self
-            .profile
-            .list
-            .sample(&mut crate::log::lock(&self.rng), 0);
-        let inner = self.inner.list_with_offset(prefix, offset);
-        futures::stream::once(async move {
-            tokio::time::sleep(delay).await;
-            inner
-        })
-        .flatten()
-        .boxed()
+        super::delayed(
+            self.list_delay(),
+            self.inner.list_with_offset(prefix, offset),
+        )
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {

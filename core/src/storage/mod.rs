@@ -252,6 +252,20 @@ impl Store {
     }
 }
 
+/// `stream`, answering only after `delay`: a slow LIST for the wrappers that simulate one.
+fn delayed<T: Send + 'static>(
+    delay: std::time::Duration,
+    stream: futures::stream::BoxStream<'static, T>,
+) -> futures::stream::BoxStream<'static, T> {
+    use futures::StreamExt;
+    futures::stream::once(async move {
+        tokio::time::sleep(delay).await;
+        stream
+    })
+    .flatten()
+    .boxed()
+}
+
 fn invalid_url(url: &str, reason: &str) -> Error {
     Error::InvalidStoreUrl {
         url: url.to_string(),
