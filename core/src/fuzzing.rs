@@ -6,6 +6,7 @@ use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
+use crate::error::ErrorKind;
 use crate::manifest::PartitionManifest;
 use crate::segment::{FOOTER_PREFETCH_BYTES, parse_footer, read_rows};
 use crate::storage::Store;
@@ -25,27 +26,29 @@ pub fn topic_descriptor(data: &[u8]) {
     }
 }
 
-/// A segment object: its footer, and if that decodes, all of its rows.
-pub fn segment(data: &[u8]) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() else {
-        return;
-    };
-    runtime.block_on(read_segment(Bytes::copy_from_slice(data)));
+/// A segment object: its footer, and if that decodes, all of its rows. Returns the kind of
+/// error it got, or `None` if it read as a valid segment.
+pub fn segment(data: &[u8]) -> Option<ErrorKind> {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().ok()?;
+    runtime.block_on(read_segment(Bytes::copy_from_slice(data)))
 }
 
-async fn read_segment(bytes: Bytes) {
+async fn read_segment(bytes: Bytes) -> Option<ErrorKind> {
     let key = Path::from("fuzz/segment.parquet");
     let size = bytes.len() as u64;
     let tail_len = (FOOTER_PREFETCH_BYTES as usize).min(bytes.len());
     let tail = bytes.slice(bytes.len() - tail_len..);
     let footer = match parse_footer(&key, tail, size) {
         Ok(Ok(footer)) => footer,
-        Ok(Err(_)) | Err(_) => return,
+        // A footer longer than the first read: the whole object was the tail, so it is corrupt.
+        Ok(Err(_)) => return Some(ErrorKind::Corrupt),
+        Err(e) => return Some(e.kind()),
     };
     let store = Store::memory();
-    if store.object_store().put(&key, bytes.into()).await.is_err() {
-        return;
-    }
+    store.object_store().put(&key, bytes.into()).await.ok()?;
     let rows = u64::from(footer.manifest.record_count);
-    let _ = read_rows(&store, &key, &footer, 0, rows).await;
+    read_rows(&store, &key, &footer, 0, rows)
+        .await
+        .err()
+        .map(|e| e.kind())
 }

@@ -18,9 +18,13 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use std::cell::Cell;
+use std::future::Future;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use super::*;
 use crate::error::{Error, Result};
@@ -153,7 +157,7 @@ pub async fn read_rows(
     let read = read_batches(store, key, footer, first_row, rows);
     // The Parquet decoder is not written for hostile input; a panic on a corrupt page is
     // reported as corruption of this object, not allowed to take the process down.
-    let batches = match AssertUnwindSafe(read).catch_unwind().await {
+    let batches = match contain(read).await {
         Ok(batches) => batches?,
         Err(_) => return Err(Error::corrupt(key, "segment data does not decode")),
     };
@@ -326,6 +330,37 @@ fn append_records(key: &Path, batch: &RecordBatch, out: &mut Vec<StoredRecord>) 
         });
     }
     Ok(())
+}
+
+thread_local! {
+    static CONTAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while this thread is decoding segment data inside [`contain`]: a panic hook can use it
+/// to stay quiet about a decoder panic that pail is about to report as corruption.
+pub fn panic_is_contained() -> bool {
+    CONTAINING.with(Cell::get)
+}
+
+/// Runs the Parquet decoder so that a panic inside it (the parquet crate has panics on hostile
+/// input: see `docs/bad-inputs.md`) ends this read with `Err(())` instead of unwinding further,
+/// and marks each poll so panic hooks can tell such a panic from a bug.
+fn contain<F: Future>(future: F) -> impl Future<Output = std::result::Result<F::Output, ()>> {
+    struct Contained<F>(Pin<Box<F>>);
+    impl<F: Future> Future for Contained<F> {
+        type Output = std::result::Result<F::Output, ()>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let was = CONTAINING.with(|c| c.replace(true));
+            let polled = std::panic::catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx)));
+            CONTAINING.with(|c| c.set(was));
+            match polled {
+                Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(_) => Poll::Ready(Err(())),
+            }
+        }
+    }
+    Contained(Box::pin(future))
 }
 
 /// Serves Parquet reads from the cached tail when it covers them, otherwise by ranged GETs.

@@ -7,6 +7,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
+        // A panic of the Parquet decoder on a damaged segment is contained and reported as
+        // corruption of that object; only other panics are worth a line of their own.
+        if pail_core::segment::panic_is_contained() {
+            return;
+        }
         let message = info
             .payload()
             .downcast_ref::<&str>()
