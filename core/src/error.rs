@@ -159,11 +159,23 @@ pub enum Error {
     #[error("producer buffer full: waited {waited_ms} ms for space in {buffer_bytes} bytes")]
     BufferFull { waited_ms: u64, buffer_bytes: u64 },
 
-    #[error("delivery to partition {partition} failed: {reason}")]
+    #[error("delivery to partition {partition} failed: {source}")]
     Delivery {
         partition: u32,
-        reason: String,
-        kind: ErrorKind,
+        /// Shared by every record of the failed batch.
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
+
+    #[error(
+        "delivery to partition {partition} timed out after {timeout_ms} ms; the batch may or may not have been committed"
+    )]
+    DeliveryTimeout {
+        partition: u32,
+        timeout_ms: u64,
+        /// The last failure of the batch before time ran out.
+        #[source]
+        last: Option<Box<Error>>,
     },
 
     #[error("cannot encode segment: {0}")]
@@ -180,11 +192,13 @@ pub enum Error {
         source: object_store::Error,
     },
 
-    #[error("outcome of the commit to {key} is unknown after {attempts} attempts: {reason}")]
+    #[error("outcome of the commit to {key} is unknown after {attempts} attempts")]
     OutcomeUnknown {
         key: String,
         attempts: u32,
-        reason: String,
+        /// The last failure: of the create, or of reading the key back.
+        #[source]
+        last: Box<Error>,
     },
 }
 
@@ -209,7 +223,11 @@ impl Error {
             Error::Store { source, .. } => store_error_kind(source),
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             Error::BufferFull { .. } => ErrorKind::Unavailable,
-            Error::Delivery { kind, .. } => *kind,
+            Error::Delivery { source, .. } => source.kind(),
+            // The last failure says what to do; with none, an attempt was cut off mid-flight.
+            Error::DeliveryTimeout { last, .. } => last
+                .as_ref()
+                .map_or(ErrorKind::OutcomeUnknown, |e| e.kind()),
         }
     }
 
@@ -238,7 +256,7 @@ impl Error {
 /// deployment.
 fn store_error_kind(source: &object_store::Error) -> ErrorKind {
     match source {
-        object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+        e if crate::storage::object_missing(e) => ErrorKind::NotFound,
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
             ErrorKind::Conflict
         }

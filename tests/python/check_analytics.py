@@ -133,14 +133,10 @@ def rows_from_pyarrow(topic_dir):
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    # The topic folder also holds topic.json and hints/: not data. Anything else that is not
+        # As a user would: the topic folder, hive partitioning, pyarrow's default of skipping names
+    # that start with "." or "_" (pail's descriptor and hints). Anything else that is not
     # Parquet makes the dataset fail, which is what we want.
-    dataset = ds.dataset(
-        topic_dir,
-        format="parquet",
-        partitioning="hive",
-        ignore_prefixes=[".", "_", "topic.json", "hints"],
-    )
+    dataset = ds.dataset(topic_dir, format="parquet", partitioning="hive")
     table = dataset.to_table()
     names = set(table.column_names)
     want = {"partition", "offset", "timestamp", "key", "value", "headers"}

@@ -374,3 +374,26 @@ pub fn pail_cmd(store: &str) -> std::process::Command {
         .arg(store);
     cmd
 }
+
+impl Running {
+    /// Ends the process with `Child::kill` (SIGKILL on unix: nothing runs after it, no
+    /// destructor, no flush) unless it has exited already, and collects what it left as
+    /// [`Running::wait`] does. `code` is `None` when the signal ended it, and the exit code when
+    /// the process had finished first.
+    pub fn kill(mut self) -> Finished {
+        let _ = self.child.kill();
+        let status = self.child.wait().unwrap();
+        let elapsed = self.started.elapsed();
+        if let Some(feeder) = self.feeder {
+            // A killed reader closes the pipe; the feeder's write then fails and it ends.
+            feeder.join().unwrap();
+        }
+        Finished {
+            what: self.what,
+            code: status.code(),
+            stdout: self.out.join().unwrap(),
+            stderr: String::from_utf8_lossy(&self.err.join().unwrap()).into_owned(),
+            elapsed,
+        }
+    }
+}

@@ -268,7 +268,7 @@ fn files_under(root: &Path) -> Vec<(String, u64)> {
 fn committed_objects(root: &Path) -> Vec<(String, u64)> {
     files_under(root)
         .into_iter()
-        .filter(|(p, _)| !p.contains("/hints/"))
+        .filter(|(p, _)| !p.contains("/_hints/"))
         .collect()
 }
 
@@ -789,9 +789,9 @@ fn a_corrupt_topic_descriptor_is_named_and_contained() {
     let s = &store.url;
     create(s, "bad", 2);
     pail_with_stdin(s, &["produce", "bad"], "x\ny\n").assert_ok();
-    let descriptor = store.root().join("topics/bad/topic.json");
+    let descriptor = store.root().join("topics/bad/_topic.json");
     std::fs::write(&descriptor, b"{ this is not a topic").unwrap();
-    let corrupt = ["corrupt", "topics/bad/topic.json"];
+    let corrupt = ["corrupt", "topics/bad/_topic.json"];
     assert_one_error(&pail(s, &["topic", "describe", "bad"]), 1, &corrupt);
     assert_one_error(&pail(s, &["consume", "bad"]), 1, &corrupt);
     assert_one_error(&pail_with_stdin(s, &["produce", "bad"], "z\n"), 1, &corrupt);

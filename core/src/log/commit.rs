@@ -127,12 +127,12 @@ async fn create_resolved(
     commit_id: &str,
 ) -> Result<Resolved> {
     let size = bytes.len() as u64;
-    let mut last_error = String::from("the object was reported present, then missing");
+    let mut last_error = Error::corrupt(key, "the object was reported present, then missing");
     for attempt in 1..=AMBIGUOUS_ATTEMPTS_MAX {
         match part.hedge.create(part.store, key, bytes.clone()).await {
             Ok(Created::Yes) => return Ok(Resolved::Mine(size)),
             Ok(Created::AlreadyExists) => {}
-            Err(e) => last_error = e.to_string(),
+            Err(e) => last_error = Error::store("put", key, e),
         }
         match part.footer(key).await {
             Ok(Some(f)) if f.manifest.commit_id == commit_id => return Ok(Resolved::Mine(f.size)),
@@ -141,14 +141,14 @@ async fn create_resolved(
             // again is safe: if the first one lands meanwhile, this one finds it as ours.
             Ok(None) => {}
             Err(e) if e.kind() == ErrorKind::Corrupt => return Err(e),
-            Err(e) => last_error = e.to_string(),
+            Err(e) => last_error = e,
         }
         tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
     }
     Err(Error::OutcomeUnknown {
         key: key.to_string(),
         attempts: AMBIGUOUS_ATTEMPTS_MAX,
-        reason: last_error,
+        last: Box::new(last_error),
     })
 }
 

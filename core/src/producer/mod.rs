@@ -80,6 +80,9 @@ impl ProducerConfig {
         if self.linger_ms > 60_000 {
             return bad("linger_ms must be at most 60000".into());
         }
+        if self.delivery_timeout_ms == 0 || self.delivery_timeout_ms > 86_400_000 {
+            return bad("delivery_timeout_ms must be 1 to 86400000".into());
+        }
         if self.lead_lease_ms.is_some_and(|l| l == 0 || l > 3_600_000) {
             return bad("a lead lease is 1 to 3600000 ms".into());
         }
@@ -351,13 +354,24 @@ impl Worker {
         let mut permits = Vec::with_capacity(batch.len());
         let mut records = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
+        // Kafka's delivery.timeout.ms: counted from when the batch's oldest record was sent,
+        // so records queued behind a failing store expire instead of each waiting in turn.
+        let oldest = batch
+            .iter()
+            .map(|p| p.enqueued)
+            .min()
+            .unwrap_or_else(Instant::now);
+        let deadline = oldest + Duration::from_millis(self.shared.config.delivery_timeout_ms);
         for p in batch {
             records.push(p.record);
             acks.push(p.ack);
             permits.push(p.buffer);
         }
         let count = records.len() as u64;
-        let result = self.commit_with_retries(records).await;
+        let result = self
+            .commit_with_retries(records, deadline)
+            .await
+            .map_err(Arc::new);
         match &result {
             Ok(_) => self.next_sequence += count,
             // The batch may or may not be in the log; restart the sequence under a new producer
@@ -375,8 +389,7 @@ impl Worker {
                 }),
                 Err(e) => Err(Error::Delivery {
                     partition: self.partition,
-                    reason: e.to_string(),
-                    kind: e.kind(),
+                    source: Arc::clone(e),
                 }),
             };
             let _ = ack.send(answer);
@@ -384,22 +397,44 @@ impl Worker {
         drop(permits);
     }
 
-    async fn commit_with_retries(&mut self, records: Vec<Record>) -> Result<u64> {
-        let cfg = self.shared.config.clone();
-        let deadline = Instant::now() + Duration::from_millis(cfg.delivery_timeout_ms);
+    async fn commit_with_retries(
+        &mut self,
+        records: Vec<Record>,
+        deadline: Instant,
+    ) -> Result<u64> {
         let mut pause = Duration::from_millis(20);
+        let (partition, timeout_ms) = (self.partition, self.shared.config.delivery_timeout_ms);
+        // The timeout names the last failure seen, if any: that is what the user must fix.
+        let timed_out = |last: Option<Error>| Error::DeliveryTimeout {
+            partition,
+            timeout_ms,
+            last: last.map(Box::new),
+        };
+        let mut last = None;
         loop {
-            let attempt = self.commit_once(records.clone()).await;
-            let error = match attempt {
-                Ok(base) => return Ok(base),
-                Err(e) => e,
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                return Err(timed_out(last));
             };
-            if !self.may_retry(&error) || Instant::now() + pause > deadline {
+            // An attempt cut off at the deadline may still land; the producer then moves to a
+            // fresh producer id (see `deliver`), exactly as after an ambiguous failure.
+            let error = match tokio::time::timeout(left, self.commit_once(records.clone())).await {
+                Ok(Ok(base)) => return Ok(base),
+                Ok(Err(e)) => e,
+                Err(_) => return Err(timed_out(last)),
+            };
+            if !self.may_retry(&error) {
                 return Err(error);
+            }
+            if Instant::now() + pause > deadline {
+                return Err(timed_out(Some(error)));
             }
             if let Error::NotLeader { remaining_ms, .. } = &error {
                 pause = pause.max(Duration::from_millis((*remaining_ms).min(1000)));
             }
+            last = Some(error);
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         }

@@ -1,10 +1,15 @@
 //! Every object key pail reads or writes is built here, and nowhere else.
 //!
 //! ```text
-//! topics/{topic}/topic.json                                   topic descriptor (create-once)
+//! topics/{topic}/_topic.json                                  topic descriptor (create-once)
 //! topics/{topic}/partition={p}/{base:020}-{version:020}.parquet  segment = commit (create-once)
-//! topics/{topic}/hints/partition={p}.json                     latest-version hint (overwritten)
+//! topics/{topic}/_hints/partition={p}.json                    latest-version hint (overwritten)
+//! _staging/                                                    local store's uploads in flight
 //! ```
+//!
+//! Everything in a topic folder that is not data starts with `_`, which Parquet engines skip
+//! when they discover a dataset (pyarrow, Spark, Hive), so pointing one at `topics/{topic}`
+//! reads exactly the segments.
 //!
 //! Topic and partition lead the key, so one topic's segments are one glob
 //! (`topics/orders/*/*.parquet`), the `partition=N` folder reads as a Hive partition column, and
@@ -31,7 +36,7 @@ pub fn topic_dir(topic: &TopicName) -> Path {
 }
 
 pub fn topic_descriptor(topic: &TopicName) -> Path {
-    topic_dir(topic).join("topic.json")
+    topic_dir(topic).join("_topic.json")
 }
 
 /// The folder of one partition's segments: nothing else lives there.
@@ -67,7 +72,7 @@ pub fn parse_segment(key: &Path) -> Option<(u64, u64)> {
 
 pub fn hint(topic: &TopicName, partition: u32) -> Path {
     topic_dir(topic)
-        .join("hints")
+        .join("_hints")
         .join(format!("partition={partition}.json"))
 }
 

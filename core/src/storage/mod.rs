@@ -9,6 +9,7 @@
 pub mod faults;
 pub mod keys;
 pub mod latency;
+pub mod local;
 pub mod metrics;
 mod s3;
 
@@ -163,7 +164,7 @@ impl Store {
             Ok(res) => Ok(Some(
                 res.bytes().await.map_err(|e| Error::store("get", key, e))?,
             )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) if object_missing(&e) => Ok(None),
             Err(e) => Err(Error::store("get", key, e)),
         }
     }
@@ -181,7 +182,7 @@ impl Store {
                 let bytes = res.bytes().await.map_err(|e| Error::store("get", key, e))?;
                 Ok(Some((bytes, size)))
             }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) if object_missing(&e) => Ok(None),
             Err(e) => Err(Error::store("get", key, e)),
         }
     }
@@ -246,10 +247,18 @@ impl Store {
 
     pub async fn delete(&self, key: &Path) -> Result<()> {
         match self.inner.delete(key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) if object_missing(&e) => Ok(()),
             Err(e) => Err(Error::store("delete", key, e)),
         }
     }
+}
+
+/// True when the store says an object does not exist. S3 also answers 404 for a bucket that
+/// does not exist, which is a deployment problem and must not read as "no such object" (that
+/// would turn a typo in the bucket name into "unknown topic").
+pub(crate) fn object_missing(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. }) && !e.to_string().contains("NoSuchBucket")
 }
 
 /// `stream`, answering only after `delay`: a slow LIST for the wrappers that simulate one.
@@ -273,16 +282,15 @@ fn invalid_url(url: &str, reason: &str) -> Error {
     }
 }
 
-/// A directory store. Writes are fsynced (file and directory) before they are acknowledged, so
-/// an acknowledged commit survives a machine crash, as it would on S3.
+/// A directory store. Creates are staged outside the data folders and fsynced (file and
+/// directory) before they are acknowledged, so an acknowledged commit survives a machine crash,
+/// as it would on S3, and a crashed writer leaves nothing a reader of the folders would see.
 fn open_local(url: &str, path: &str) -> Result<Store> {
     std::fs::create_dir_all(path)
         .map_err(|e| invalid_url(url, &format!("cannot create directory: {e}")))?;
     let abs = std::fs::canonicalize(path)
         .map_err(|e| invalid_url(url, &format!("cannot resolve directory: {e}")))?;
-    let fs = object_store::local::LocalFileSystem::new_with_prefix(&abs)
-        .map_err(|e| invalid_url(url, &e.to_string()))?
-        .with_fsync(true)
-        .with_automatic_cleanup(false);
+    let fs = local::LocalStore::new(&abs).map_err(|e| invalid_url(url, &e.to_string()))?;
+    fs.sweep();
     Ok(Store::new(Arc::new(fs), false, abs.display().to_string()))
 }

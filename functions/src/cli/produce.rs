@@ -34,6 +34,10 @@ pub struct ProduceArgs {
     /// Turn off idempotent retries (a retried batch could then be appended twice).
     #[arg(long)]
     pub no_idempotence: bool,
+    /// Give up on a record this long after it was read (the core default is Kafka's 120 s; a
+    /// command line should not sit that long in front of a dead store).
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub delivery_timeout_ms: u64,
     /// Take the lead of each partition written to, with a lease of this many ms.
     #[arg(long, value_name = "MS")]
     pub lead_lease_ms: Option<u64>,
@@ -48,6 +52,7 @@ impl ProduceArgs {
             buffer_bytes_max: self.buffer_bytes,
             idempotent: !self.no_idempotence,
             lead_lease_ms: self.lead_lease_ms,
+            delivery_timeout_ms: self.delivery_timeout_ms,
             ..ProducerConfig::default()
         }
     }
@@ -57,7 +62,7 @@ impl ProduceArgs {
 struct Tally {
     acked: u64,
     failed: u64,
-    first_error: Option<String>,
+    first_error: Option<pail_core::Error>,
     partitions: BTreeSet<u32>,
 }
 
@@ -70,7 +75,7 @@ impl Tally {
             }
             Err(e) => {
                 self.failed += 1;
-                self.first_error.get_or_insert_with(|| e.to_string());
+                self.first_error.get_or_insert(e);
             }
         }
     }
@@ -103,8 +108,14 @@ pub async fn run(pail: &Pail, args: ProduceArgs) -> anyhow::Result<()> {
     );
     input?;
     if let Some(e) = tally.first_error {
-        anyhow::bail!("{} records were not acknowledged: {e}", tally.failed);
+        // Keep the error itself, not its text: its causes (say, "Connection refused") are
+        // part of the one line the user gets.
+        let failed = tally.failed;
+        return Err(
+            anyhow::Error::new(e).context(format!("{failed} records were not acknowledged"))
+        );
     }
+
     Ok(())
 }
 
@@ -139,6 +150,11 @@ async fn read_all(
         // Collect what is already answered so memory stays bounded by what is in flight.
         while let Some(Some(result)) = pending.next().now_or_never() {
             tally.add(result);
+        }
+        // A record that failed for good means the store is refusing us: stop reading rather
+        // than queue the rest of the input behind it.
+        if tally.failed > 0 {
+            return Ok(());
         }
     }
 }
