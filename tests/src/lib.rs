@@ -340,8 +340,14 @@ impl Running {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         };
+        self.collect(status)
+    }
+
+    /// What an ended process left: its exit code and everything it wrote.
+    fn collect(self, status: std::process::ExitStatus) -> Finished {
         let elapsed = self.started.elapsed();
         if let Some(feeder) = self.feeder {
+            // A reader that ended closes the pipe; the feeder's write then fails and it ends.
             feeder.join().unwrap();
         }
         Finished {
@@ -383,17 +389,75 @@ impl Running {
     pub fn kill(mut self) -> Finished {
         let _ = self.child.kill();
         let status = self.child.wait().unwrap();
-        let elapsed = self.started.elapsed();
-        if let Some(feeder) = self.feeder {
-            // A killed reader closes the pipe; the feeder's write then fails and it ends.
-            feeder.join().unwrap();
+        self.collect(status)
+    }
+}
+
+impl Finished {
+    /// Asserts the command failed the way pail promises: exit `code`, exactly one stderr line
+    /// starting `pail:` (the only other allowed line is produce's summary), no panic text, and
+    /// every needle in that line. Returns the line.
+    pub fn assert_one_error(&self, code: i32, needles: &[&str]) -> String {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{}: expected exit {code}; stderr:\n{}",
+            self.what,
+            self.stderr
+        );
+        for bad in ["panicked", "backtrace", "internal error", "RUST_BACKTRACE"] {
+            assert!(
+                !self.stderr.contains(bad),
+                "{}: stderr mentions {bad:?}:\n{}",
+                self.what,
+                self.stderr
+            );
         }
-        Finished {
-            what: self.what,
-            code: status.code(),
-            stdout: self.out.join().unwrap(),
-            stderr: String::from_utf8_lossy(&self.err.join().unwrap()).into_owned(),
-            elapsed,
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("pail:"))
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "{}: expected exactly one 'pail:' line; stderr:\n{}",
+            self.what,
+            self.stderr
+        );
+        for other in self.stderr.lines().filter(|l| !l.starts_with("pail:")) {
+            assert!(
+                other.starts_with("produced "),
+                "{}: unexpected stderr line {other:?}",
+                self.what
+            );
+        }
+        let line = errors[0].to_string();
+        for needle in needles {
+            assert!(
+                line.contains(needle),
+                "{}: the error should mention {needle:?}: {line}",
+                self.what
+            );
+        }
+        line
+    }
+}
+
+/// The Python interpreter for the analytics checks (`PAIL_PYTHON`), if there is one; panics
+/// when it is required (`PAIL_REQUIRE_PYTHON=1`, as in CI) but missing.
+pub fn python() -> Option<String> {
+    match std::env::var("PAIL_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var("PAIL_REQUIRE_PYTHON").as_deref() == Ok("1") => panic!(
+            "PAIL_REQUIRE_PYTHON=1 but PAIL_PYTHON is not set: point it at a Python with \
+             tests/requirements.txt installed (tests/run.sh uses .venv/bin/python)"
+        ),
+        _ => {
+            eprintln!(
+                "skipping the analytics check: PAIL_PYTHON is not set (tests/run.sh sets it)"
+            );
+            None
         }
     }
 }

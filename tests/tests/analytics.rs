@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use pail_core::{Header, Pail, Producer, ProducerConfig, Record, TopicConfig};
-use pail_tests::{Finished, pail_bin, pail_cmd, run_timed, spawn_timed};
+use pail_tests::{Finished, pail_bin, pail_cmd, python, run_timed, spawn_timed};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -18,24 +18,6 @@ use std::time::Duration;
 const TOPIC: &str = "mixed";
 const PARTITIONS: u32 = 4;
 const CHECK: Duration = Duration::from_secs(300);
-
-/// The Python interpreter to run the check with, if there is one.
-fn python() -> Option<String> {
-    match std::env::var("PAIL_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var("PAIL_REQUIRE_PYTHON").as_deref() == Ok("1") => panic!(
-            "PAIL_REQUIRE_PYTHON=1 but PAIL_PYTHON is not set: point it at a Python with \
-             tests/requirements.txt installed (tests/run.sh uses .venv/bin/python)"
-        ),
-        _ => {
-            eprintln!(
-                "skipping: PAIL_PYTHON is not set (a Python with tests/requirements.txt; \
-                 tests/run.sh sets it)"
-            );
-            None
-        }
-    }
-}
 
 fn check_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python/check_analytics.py")

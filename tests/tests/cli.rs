@@ -7,6 +7,10 @@
 #![allow(clippy::unwrap_used)]
 
 use pail_tests::{Finished, pail_cmd, run_timed, spawn_timed};
+
+fn assert_one_error(f: &Finished, code: i32, needles: &[&str]) -> String {
+    f.assert_one_error(code, needles)
+}
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -172,69 +176,6 @@ fn assert_exactly_once<'a>(records: &[Rec], expected: impl IntoIterator<Item = &
         got.len(),
         expected.len()
     );
-}
-
-/// Asserts a failed command: exit `code`, exactly one `pail:` line on stderr (any other line
-/// must be produce's summary), no panic or backtrace, no cause repeated, and every `needle`
-/// in the message. Returns the error line.
-fn assert_one_error(f: &Finished, code: i32, needles: &[&str]) -> String {
-    assert_eq!(
-        f.code,
-        Some(code),
-        "{}: expected exit {code}; stderr:\n{}",
-        f.what,
-        f.stderr
-    );
-    for bad in ["panicked", "backtrace", "internal error", "RUST_BACKTRACE"] {
-        assert!(
-            !f.stderr.contains(bad),
-            "{}: stderr mentions {bad:?}:\n{}",
-            f.what,
-            f.stderr
-        );
-    }
-    let errors: Vec<&str> = f
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("pail:"))
-        .collect();
-    assert_eq!(
-        errors.len(),
-        1,
-        "{}: expected exactly one 'pail:' line; stderr:\n{}",
-        f.what,
-        f.stderr
-    );
-    for other in f.stderr.lines().filter(|l| !l.starts_with("pail:")) {
-        assert!(
-            other.starts_with("produced "),
-            "{}: unexpected stderr line {other:?}",
-            f.what
-        );
-    }
-    let line = errors[0].to_string();
-    for needle in needles {
-        assert!(
-            line.contains(needle),
-            "{}: the error should mention {needle:?}: {line}",
-            f.what
-        );
-    }
-    assert_no_repeated_causes(&line);
-    line
-}
-
-/// A clear message says each thing once: no ": "-separated part of it (of any length worth
-/// noticing) may appear twice. Catches error chains printed with every cause's text repeated.
-fn assert_no_repeated_causes(line: &str) {
-    let mut seen = BTreeSet::new();
-    for part in line.split(": ").map(str::trim).filter(|p| p.len() >= 12) {
-        assert!(
-            seen.insert(part),
-            "the error repeats {part:?} ({} characters in all): {line}",
-            line.len()
-        );
-    }
 }
 
 /// Relative paths and sizes of every file under `root`, sorted.

@@ -27,7 +27,7 @@
 use pail_core::storage::keys;
 use pail_core::{Pail, TopicName};
 use pail_tests::{
-    Backend, Finished, Running, TestStore, assert_contiguous, pail_bin, pail_cmd, read_all,
+    Backend, Finished, Running, TestStore, assert_contiguous, pail_bin, pail_cmd, python, read_all,
     run_timed, spawn_timed,
 };
 use rand::rngs::StdRng;
@@ -705,21 +705,6 @@ fn is_segment_name(name: &str) -> bool {
     [base, version]
         .iter()
         .all(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// The Python interpreter for the analytics check, if there is one (as in analytics.rs).
-fn python() -> Option<String> {
-    match std::env::var("PAIL_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var("PAIL_REQUIRE_PYTHON").as_deref() == Ok("1") => panic!(
-            "PAIL_REQUIRE_PYTHON=1 but PAIL_PYTHON is not set: point it at a Python with \
-             tests/requirements.txt installed (tests/run.sh uses .venv/bin/python)"
-        ),
-        _ => {
-            eprintln!("skipping the analytics check: PAIL_PYTHON is not set");
-            None
-        }
-    }
 }
 
 /// pyarrow, DuckDB and `pail consume` read the crashed-on topic the same, and every segment
