@@ -638,6 +638,17 @@ async fn cold_start_cost_does_not_grow_with_the_log(b: Backend) {
     cold.partition_tip(&topic, 0).await.unwrap();
     let cost = counts.snapshot().since(&before);
     assert_eq!((cost.gets, cost.lists, cost.puts), (1, 0, 0));
+    // A consumer polling at the end, from "latest" or from its offset: one probe, not two.
+    for from in [OffsetSpec::Latest, OffsetSpec::At(commits as i64)] {
+        let before = counts.snapshot();
+        let got = cold
+            .fetch(&topic, 0, from, FetchLimits::default())
+            .await
+            .unwrap();
+        assert!(got.records.is_empty());
+        let cost = counts.snapshot().since(&before);
+        assert_eq!((cost.gets, cost.lists), (1, 0), "{from:?}: {cost:?}");
+    }
     // One object written per commit, and nothing else.
     let before = counts.snapshot();
     cold.append(&topic, 0, values(5, "w")).await.unwrap();

@@ -116,11 +116,13 @@ pub async fn fetch(part: Part<'_>, from: OffsetSpec, limits: FetchLimits) -> Res
     };
     let mut bytes = 0u64;
     let mut current: Option<(Path, Arc<Footer>)> = None;
+    // Catching up above ended on a 404 for the next version: the end is already confirmed.
+    let mut end_confirmed = past_known_end;
     loop {
         if out.next_offset >= tip.manifest.next_offset {
             // Everything known is read. Records in hand go back now; otherwise ask the store
             // once for a newer version (and, if small, its rows).
-            if !out.records.is_empty() {
+            if !out.records.is_empty() || end_confirmed {
                 return Ok(out);
             }
             match tip::successor_with(part, &tip, READ_PREFETCH_BYTES).await? {
@@ -128,6 +130,7 @@ pub async fn fetch(part: Part<'_>, from: OffsetSpec, limits: FetchLimits) -> Res
                     part.caches.offer_tip(part.topic, part.partition, &newer);
                     out.high_watermark = newer.manifest.next_offset;
                     tip = newer;
+                    end_confirmed = false;
                     continue;
                 }
                 None => return Ok(out),
@@ -287,25 +290,20 @@ async fn footer_holding(
     Ok((m.base_offset <= offset && offset < m.next_offset).then_some((key, footer)))
 }
 
-/// The first data segment after `footer`'s, found by following the chain; `None` if the chain
-/// ends or runs through more control versions than are worth probing one by one.
+/// The first data segment after `footer`'s, found by following the chain (each step checked
+/// like any successor); `None` if the chain ends or runs through more control versions than
+/// are worth probing one by one.
 async fn next_data_segment(part: Part<'_>, footer: &Footer) -> Result<Option<(Path, Arc<Footer>)>> {
-    let mut current = Tip {
-        manifest: Arc::new(footer.manifest.clone()),
-        size: footer.size,
-    };
+    let mut current = Tip::from_footer(footer);
     for _ in 0..CONTROL_SKIP_MAX {
-        let key = current.next_key(part.topic);
-        let Some(next) = part.footer_with(&key, READ_PREFETCH_BYTES).await? else {
+        let Some((key, next)) = tip::successor_segment(part, &current, READ_PREFETCH_BYTES).await?
+        else {
             return Ok(None);
         };
         if next.manifest.record_count > 0 {
             return Ok(Some((key, next)));
         }
-        current = Tip {
-            manifest: Arc::new(next.manifest.clone()),
-            size: next.size,
-        };
+        current = Tip::from_footer(&next);
     }
     Ok(None)
 }

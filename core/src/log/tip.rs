@@ -8,10 +8,12 @@
 
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::{Part, Tip};
 use crate::error::{Error, Result};
 use crate::manifest::check_successor;
+use crate::segment::Footer;
 use crate::storage::keys;
 
 /// Probes before switching to a listing.
@@ -68,12 +70,23 @@ pub async fn successor(part: Part<'_>, tip: &Tip) -> Result<Option<Tip>> {
 /// [`successor`], fetching up to `prefetch` bytes of it (readers fetch its rows in the same
 /// request).
 pub async fn successor_with(part: Part<'_>, tip: &Tip, prefetch: u64) -> Result<Option<Tip>> {
+    Ok(successor_segment(part, tip, prefetch)
+        .await?
+        .map(|(_, footer)| Tip::from_footer(&footer)))
+}
+
+/// The key and footer of the version right after `tip`, checked to be a valid successor.
+pub async fn successor_segment(
+    part: Part<'_>,
+    tip: &Tip,
+    prefetch: u64,
+) -> Result<Option<(Path, Arc<Footer>)>> {
     let key = tip.next_key(part.topic);
     let Some(footer) = part.footer_with(&key, prefetch).await? else {
         return Ok(None);
     };
     check_successor(&tip.manifest, &footer.manifest).map_err(|e| Error::corrupt(&key, e))?;
-    Ok(Some(Tip::from_footer(&footer)))
+    Ok(Some((key, footer)))
 }
 
 /// The latest version without any cached knowledge.
