@@ -39,6 +39,7 @@ fn manifest(n: u32) -> PartitionManifest {
 
 fn append(n: u32, producer: Option<(u32, u64)>) -> Edit {
     Edit::Append(AppendEdit {
+        key: None,
         record_count: n,
         leader: None,
         producer: producer.map(|(p, sequence)| ProducerBatch {
@@ -50,13 +51,14 @@ fn append(n: u32, producer: Option<(u32, u64)>) -> Edit {
 
 fn next(prev: &PartitionManifest, edit: &Edit) -> PartitionManifest {
     let ctx = CommitContext {
+        digest: "d",
         writer: "w-0123456789abcdef",
         commit_id: "0123456789abcdef0123456789abcdef",
         now_ms: 1_700_000_000_000,
         prev_size: 1 << 20,
     };
     match apply(prev, edit, &ctx).unwrap() {
-        Applied::Next(m) => m,
+        Applied::Next(m) => *m,
         Applied::Duplicate { .. } => unreachable!("benchmark edits are fresh"),
     }
 }
@@ -102,7 +104,7 @@ fn manifest_apply(c: &mut Criterion) {
         b.iter(|| next(&m, &idempotent))
     });
     c.bench_function("manifest/encode_decode_64_producers", |b| {
-        b.iter(|| PartitionManifest::decode(&m.encode()).unwrap())
+        b.iter(|| PartitionManifest::decode(&m.encode().unwrap()).unwrap())
     });
 }
 

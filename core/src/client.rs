@@ -7,19 +7,24 @@
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
 
+use crate::cache::Lru;
+use crate::chain::{Head, tip};
 use crate::clock::{Clock, SystemClock};
 use crate::entropy::Entropy;
 use crate::error::{Error, Result};
-use crate::log::commit::{self, CommitRequest, Committed};
+use crate::log::append::{self, CommitRequest, Committed};
 use crate::log::fetch::{self, FetchLimits, Fetched, OffsetSpec};
 use crate::log::hedge::Hedge;
-use crate::log::{Caches, Part, Tip, tip};
-use crate::manifest::{AppendEdit, Edit, LeaderClaim, ProducerBatch};
-use crate::record::Record;
+use crate::log::retry::{self, RetryFrom};
+use crate::log::{CacheLimits, CacheSizes, Caches, Part, Tip};
+use crate::manifest::{AppendEdit, Edit, IdempotencyKey, LeaderClaim, ProducerBatch};
+use crate::record::{self, Record};
 use crate::storage::{Created, Store, keys};
+use crate::sync::lock;
 use crate::topic::{TOPIC_FORMAT, TimestampType, TopicConfig, TopicMeta, TopicName};
 
 /// Most records one append may carry (one segment object).
@@ -28,6 +33,10 @@ pub const APPEND_RECORDS_MAX: usize = 100_000;
 pub const APPEND_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Partitions described at once.
 const DESCRIBE_CONCURRENCY: usize = 32;
+/// Topic descriptors a client keeps.
+const TOPIC_CACHE_ENTRIES: usize = 4096;
+/// Creates of a topic descriptor tried when the store's answer is lost.
+const TOPIC_CREATE_ATTEMPTS_MAX: u32 = 4;
 
 /// A handle on one pail store.
 #[derive(Clone, Debug)]
@@ -42,7 +51,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     entropy: Entropy,
     hedge: Hedge,
-    topics: RwLock<HashMap<TopicName, Arc<TopicMeta>>>,
+    topics: Mutex<Lru<TopicName, Arc<TopicMeta>>>,
     caches: Caches,
 }
 
@@ -53,11 +62,13 @@ pub struct PailOptions {
     pub clock: Arc<dyn Clock>,
     /// Recorded in every version this client commits; random when `None`.
     pub writer_id: Option<String>,
-    /// Seeds commit ids and backoff jitter; from the OS when `None`. Fixed in simulations so
-    /// that a run replays.
+    /// Seeds backoff jitter and the writer id; from the OS when `None`. Fixed in simulations
+    /// so that a run replays. Commit attempt ids never come from it (see `crate::entropy`).
     pub seed: Option<u64>,
     /// Repeat a segment create that is slower than twice the usual (see `log::hedge`).
     pub hedged_creates: bool,
+    /// Bounds on the client's caches.
+    pub cache_limits: CacheLimits,
 }
 
 impl Default for PailOptions {
@@ -67,6 +78,7 @@ impl Default for PailOptions {
             writer_id: None,
             seed: None,
             hedged_creates: true,
+            cache_limits: CacheLimits::default(),
         }
     }
 }
@@ -78,6 +90,17 @@ pub struct AppendOptions {
     pub producer: Option<ProducerBatch>,
     /// Set by partition leaders: commit only while this epoch still leads.
     pub leader: Option<LeaderClaim>,
+    /// A client's idempotency key (an HTTP `Idempotency-Key`, an SQS message id): the batch is
+    /// appended once however often it is sent within the key's window, from any process
+    /// (`manifest::IDEMPOTENCY_WINDOW_MS`).
+    pub idempotency_key: Option<String>,
+    /// For a retry by the process that made the batch's first attempt: where that attempt
+    /// started ([`Pail::retry_point`]). The retry then finds the batch even after the
+    /// producer window forgot it.
+    pub retry_from: Option<RetryFrom>,
+    /// Give up at this instant: with no effect (`Timeout`), or `OutcomeUnknown` if an attempt
+    /// may have landed. No store call outlives it.
+    pub deadline: Option<Instant>,
 }
 
 /// Where an append landed.
@@ -100,6 +123,9 @@ pub struct PartitionDescription {
     pub bytes: u64,
     pub version: u64,
     pub leader_epoch: u64,
+    /// Why the partition cannot be written, if it is damaged where it would continue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -137,7 +163,7 @@ impl Pail {
         };
         let writer_id = options
             .writer_id
-            .unwrap_or_else(|| format!("w-{}", &entropy.id()[..16]));
+            .unwrap_or_else(|| format!("w-{}", entropy.token()));
         Pail {
             inner: Arc::new(Inner {
                 store,
@@ -145,8 +171,8 @@ impl Pail {
                 clock: options.clock,
                 entropy,
                 hedge: Hedge::new(options.hedged_creates),
-                topics: RwLock::new(HashMap::new()),
-                caches: Caches::default(),
+                topics: Mutex::new(Lru::new(TOPIC_CACHE_ENTRIES, usize::MAX)),
+                caches: Caches::new(options.cache_limits),
             }),
         }
     }
@@ -164,41 +190,81 @@ impl Pail {
         &self.inner.clock
     }
 
+    /// A uniform integer in `0..=max` from the client's seedable generator (jitter and
+    /// choices that only shape timing; a simulation's seed makes them replay).
+    pub(crate) fn jitter(&self, max: u64) -> u64 {
+        self.inner.entropy.up_to(max)
+    }
+
+    /// How much the client caches hold (they are bounded; see `crate::log`).
+    pub fn cache_sizes(&self) -> CacheSizes {
+        self.inner.caches.sizes()
+    }
+
     /// Creates a topic. Fails with `TopicExists` if the name is taken, even by a concurrent
-    /// creator: the descriptor is created only if absent.
+    /// creator: the descriptor is created only if absent. An unclear answer is settled by
+    /// reading the descriptor back, so the topic's own creator never hears `TopicExists`.
     pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<TopicMeta>> {
         let name = TopicName::new(name)?;
         config.validate()?;
+        self.inner.store.ensure_conditional_writes().await?;
         let meta = TopicMeta {
             format: TOPIC_FORMAT,
             name: name.clone(),
+            id: crate::entropy::attempt_id(),
             config,
             created_at_ms: self.inner.clock.now_ms(),
         };
         let key = keys::topic_descriptor(&name);
-        match self
-            .inner
-            .store
-            .create(&key, Bytes::from(meta.encode()))
-            .await
-        {
-            Ok(Created::Yes) => {}
-            Ok(Created::AlreadyExists) => {
-                return Err(Error::TopicExists {
-                    topic: name.to_string(),
-                });
+        let bytes = Bytes::from(meta.encode()?);
+        let mut last = None;
+        for attempt in 1..=TOPIC_CREATE_ATTEMPTS_MAX {
+            let unclear = match self.inner.store.create(&key, bytes.clone()).await {
+                Ok(Created::Yes) => return Ok(self.remember_topic(meta)),
+                Ok(Created::AlreadyExists) => None,
+                Err(e) if attempt == 1 && crate::storage::certainly_not_written(&e) => {
+                    return Err(Error::refused("put", &key, e));
+                }
+                Err(e) => Some(Error::store("put", &key, e)),
+            };
+            match self.inner.store.get(&key).await {
+                Ok(Some(found)) => {
+                    // Ours decodes and carries our id; anything else (a rival's descriptor, or a
+                    // damaged one) means the name is taken.
+                    let ours = TopicMeta::decode(&found, key.as_ref(), &name)
+                        .is_ok_and(|found| found.id == meta.id);
+                    if ours {
+                        return Ok(self.remember_topic(meta));
+                    }
+                    return Err(Error::TopicExists {
+                        topic: name.to_string(),
+                    });
+                }
+                // Not there: the create did not land (yet); the same bytes again are safe.
+                Ok(None) => last = unclear,
+                Err(e) => last = Some(e),
             }
-            Err(e) => return Err(Error::store("put", &key, e)),
+            tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
         }
+        Err(Error::OutcomeUnknown {
+            key: key.to_string(),
+            attempts: TOPIC_CREATE_ATTEMPTS_MAX,
+            last: Box::new(last.unwrap_or_else(|| {
+                Error::corrupt(&key, "the descriptor was reported present, then missing")
+            })),
+        })
+    }
+
+    fn remember_topic(&self, meta: TopicMeta) -> Arc<TopicMeta> {
         let meta = Arc::new(meta);
-        self.write_topics().insert(name, Arc::clone(&meta));
-        Ok(meta)
+        lock(&self.inner.topics).insert(meta.name.clone(), Arc::clone(&meta), 1);
+        meta
     }
 
     /// The descriptor of a topic; `UnknownTopic` if there is none.
     pub async fn topic(&self, name: &str) -> Result<Arc<TopicMeta>> {
         let name = TopicName::new(name)?;
-        if let Some(meta) = self.read_topics().get(&name) {
+        if let Some(meta) = lock(&self.inner.topics).get(&name) {
             return Ok(Arc::clone(meta));
         }
         let key = keys::topic_descriptor(&name);
@@ -210,9 +276,7 @@ impl Pail {
             .ok_or_else(|| Error::UnknownTopic {
                 topic: name.to_string(),
             })?;
-        let meta = Arc::new(TopicMeta::decode(&bytes, key.as_ref(), &name)?);
-        self.write_topics().insert(name, Arc::clone(&meta));
-        Ok(meta)
+        Ok(self.remember_topic(TopicMeta::decode(&bytes, key.as_ref(), &name)?))
     }
 
     /// Every topic in the store, sorted by name.
@@ -260,8 +324,8 @@ impl Pail {
         topic: &TopicName,
         partition: u32,
     ) -> Result<PartitionDescription> {
-        let tip = tip::latest(self.part(topic, partition)).await?;
-        let m = &tip.manifest;
+        let Head { tip, blocked } = tip::latest(&self.part(topic, partition)).await?;
+        let m = &tip.state;
         Ok(PartitionDescription {
             partition,
             log_start_offset: m.log_start_offset,
@@ -270,14 +334,34 @@ impl Pail {
             bytes: m.prior_bytes + tip.size,
             version: m.version,
             leader_epoch: m.leader_epoch,
+            blocked: blocked.map(|b| format!("{}: {}", b.key, b.reason)),
         })
+    }
+
+    /// The latest committed state of one partition, and what blocks it, if anything.
+    pub async fn partition_head(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Head<crate::manifest::PartitionManifest>> {
+        let meta = self.topic(topic).await?;
+        meta.check_partition(partition)?;
+        tip::latest(&self.part(&meta.name, partition)).await
     }
 
     /// The latest committed state of one partition.
     pub async fn partition_tip(&self, topic: &str, partition: u32) -> Result<Tip> {
+        Ok(self.partition_head(topic, partition).await?.tip)
+    }
+
+    /// Where a batch's first attempt starts, for [`AppendOptions::retry_from`]: the client's
+    /// cached tip of the partition (no request), or the discovered one (which the append then
+    /// uses, so it costs nothing extra).
+    pub async fn retry_point(&self, topic: &str, partition: u32) -> Result<RetryFrom> {
         let meta = self.topic(topic).await?;
         meta.check_partition(partition)?;
-        tip::latest(self.part(&meta.name, partition)).await
+        let part = self.part(&meta.name, partition);
+        Ok(RetryFrom::of(&tip::known(&part).await?.tip))
     }
 
     /// Appends `records` to one partition as one segment, returning their offsets once the
@@ -302,53 +386,100 @@ impl Pail {
         let meta = self.topic(topic).await?;
         meta.check_partition(partition)?;
         check_batch(&meta, &records)?;
-        let timestamps = self.timestamps(&meta, &records);
+        self.inner.store.ensure_conditional_writes().await?;
+        let digest = record::digest(&records);
+        let part = self.part(&meta.name, partition);
         let producer_id = opts.producer.as_ref().map(|p| p.producer_id.clone());
+        let earlier = self.earlier_attempt(part, &opts, &digest);
+        if let Some((base_offset, record_count)) = bounded(opts.deadline, earlier).await? {
+            return Ok(appended(partition, base_offset, record_count, true));
+        }
+        let key = opts
+            .idempotency_key
+            .as_deref()
+            .map(IdempotencyKey::new)
+            .transpose()
+            .map_err(Error::InvalidArgument)?;
+        let timestamps = self.timestamps(&meta, &records);
         let edit = Edit::Append(AppendEdit {
             record_count: records.len() as u32,
             leader: opts.leader,
             producer: opts.producer,
+            key,
         });
         let req = CommitRequest {
             edit: &edit,
             records: &records,
             timestamps_ms: &timestamps,
+            digest: &digest,
+            writer: &self.inner.writer_id,
+            clock: self.inner.clock.as_ref(),
+            deadline: opts.deadline,
         };
-        let part = self.part(&meta.name, partition);
-        let committed = commit::commit(part, &self.inner.writer_id, self.inner.clock.as_ref(), req)
+        let committed = append::commit(part, req)
             .await
             .map_err(|e| name_producer(e, producer_id))?;
         Ok(match committed {
-            Committed::New(tip) => Appended {
+            Committed::New(tip) => appended(
                 partition,
-                base_offset: tip.manifest.base_offset,
-                last_offset: tip.manifest.next_offset - 1,
-                duplicate: false,
-            },
+                tip.state.base_offset,
+                tip.state.record_count,
+                false,
+            ),
             Committed::Duplicate {
                 base_offset,
                 record_count,
-            } => Appended {
-                partition,
-                base_offset,
-                last_offset: base_offset + u64::from(record_count) - 1,
-                duplicate: true,
-            },
+            } => appended(partition, base_offset, record_count, true),
         })
+    }
+
+    /// For a retry that knows where its first attempt started: that attempt's offsets, if it
+    /// landed (see `log::retry`).
+    async fn earlier_attempt(
+        &self,
+        part: Part<'_>,
+        opts: &AppendOptions,
+        digest: &str,
+    ) -> Result<Option<(u64, u32)>> {
+        match (&opts.producer, opts.retry_from) {
+            (Some(batch), Some(from)) => retry::find_earlier(part, batch, digest, from).await,
+            _ => Ok(None),
+        }
     }
 
     /// Commits a control edit (no records), such as taking a partition's lead.
     pub async fn commit_control(&self, topic: &str, partition: u32, edit: Edit) -> Result<Tip> {
+        self.commit_control_by(topic, partition, edit, None).await
+    }
+
+    /// [`Pail::commit_control`], giving up at `deadline` (as [`AppendOptions::deadline`]).
+    pub async fn commit_control_by(
+        &self,
+        topic: &str,
+        partition: u32,
+        edit: Edit,
+        deadline: Option<Instant>,
+    ) -> Result<Tip> {
         let meta = self.topic(topic).await?;
         meta.check_partition(partition)?;
+        self.inner.store.ensure_conditional_writes().await?;
+        let digest = control_digest(&edit);
         let req = CommitRequest {
             edit: &edit,
             records: &[],
             timestamps_ms: &[],
+            digest: &digest,
+            writer: &self.inner.writer_id,
+            clock: self.inner.clock.as_ref(),
+            deadline,
         };
         let part = self.part(&meta.name, partition);
-        match commit::commit(part, &self.inner.writer_id, self.inner.clock.as_ref(), req).await? {
-            Committed::New(tip) => Ok(tip),
+        match append::commit(part, req).await? {
+            Committed::New(tip) => {
+                // A leadership change is rare and worth a hint: a cold reader finds it at once.
+                crate::chain::tip::write_hint(&part, &tip);
+                Ok(tip)
+            }
             Committed::Duplicate { .. } => Err(Error::InvalidArgument(
                 "a control edit cannot be a duplicate".into(),
             )),
@@ -390,14 +521,6 @@ impl Pail {
             })
             .collect()
     }
-
-    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicName, Arc<TopicMeta>>> {
-        self.inner.topics.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write_topics(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicName, Arc<TopicMeta>>> {
-        self.inner.topics.write().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 /// Enforces the record and batch limits before anything is encoded.
@@ -434,6 +557,37 @@ fn check_batch(meta: &TopicMeta, records: &[Record]) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// `call`, but failing with `Timeout` (no effect: it only reads) once `deadline` passes.
+async fn bounded<T>(
+    deadline: Option<Instant>,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match deadline {
+        None => call.await,
+        Some(d) => tokio::time::timeout_at(d, call).await.unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                what: "looking for an earlier attempt of the batch".into(),
+            })
+        }),
+    }
+}
+
+fn appended(partition: u32, base_offset: u64, record_count: u32, duplicate: bool) -> Appended {
+    Appended {
+        partition,
+        base_offset,
+        last_offset: base_offset + u64::from(record_count) - 1,
+        duplicate,
+    }
+}
+
+/// The digest a control commit carries: its kind and settings (the random attempt id is what
+/// tells two writers' control commits apart).
+fn control_digest(edit: &Edit) -> String {
+    let text = format!("{edit:?}");
+    record::digest(&[Record::from_value(text)])
 }
 
 fn name_producer(e: Error, producer: Option<String>) -> Error {

@@ -32,6 +32,12 @@ pub enum ErrorKind {
     Unavailable,
     /// The write may or may not have landed; an idempotent retry resolves it.
     OutcomeUnknown,
+    /// The store refused the request for a reason no retry will fix (permissions, a missing
+    /// bucket, a store without conditional writes). Nothing was written: fix the deployment.
+    Refused,
+    /// Not attempted, because an earlier batch to the same partition failed: nothing was
+    /// written. Resend once the earlier failure has been dealt with (see `Producer::resume`).
+    Aborted,
 }
 
 impl ErrorKind {
@@ -59,6 +65,8 @@ impl ErrorKind {
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::OutcomeUnknown => "outcome_unknown",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Aborted => "aborted",
         }
     }
 }
@@ -122,20 +130,44 @@ pub enum Error {
         limit: u64,
     },
 
-    #[error("gave up on {topic}/{partition} after losing {attempts} commit races in a row")]
-    Conflict {
-        topic: String,
-        partition: u32,
-        attempts: u32,
+    #[error("gave up on {chain} after losing {attempts} commit races in a row")]
+    Conflict { chain: String, attempts: u32 },
+
+    #[error(
+        "{chain} cannot be written: {key} blocks it ({reason}); reads below it still work; \
+         `pail doctor` explains the damage and the way out"
+    )]
+    Blocked {
+        chain: String,
+        key: String,
+        reason: String,
     },
 
-    #[error("writer epoch {epoch} on {topic}/{partition} is fenced by epoch {current}")]
-    Fenced {
-        topic: String,
-        partition: u32,
-        epoch: u64,
-        current: u64,
+    #[error("{what} did not finish before its deadline; it had no effect")]
+    Timeout { what: String },
+
+    #[error("store refused {op} {key}, so nothing was written: {source}")]
+    Refused {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
     },
+
+    #[error("refusing to use the store at {location}: {reason}")]
+    UnsafeStore { location: String, reason: String },
+
+    #[error(
+        "not sent to partition {partition}: an earlier batch to it failed ({cause}); resume the \
+         partition once that failure is dealt with"
+    )]
+    Aborted {
+        partition: u32,
+        cause: std::sync::Arc<Error>,
+    },
+
+    #[error("this writer is fenced on {chain}: {reason}")]
+    Fenced { chain: String, reason: String },
 
     #[error(
         "{topic}/{partition} is led by writer {leader} (epoch {epoch}) for {remaining_ms} ms more"
@@ -168,11 +200,14 @@ pub enum Error {
     },
 
     #[error(
-        "delivery to partition {partition} timed out after {timeout_ms} ms; the batch may or may not have been committed"
+        "delivery to partition {partition} timed out after {timeout_ms} ms; {}",
+        if *maybe_committed { "the batch may or may not have been committed" } else { "the batch was not committed" }
     )]
     DeliveryTimeout {
         partition: u32,
         timeout_ms: u64,
+        /// True when an attempt may have landed: the outcome is unknown, not "no effect".
+        maybe_committed: bool,
         /// The last failure of the batch before time ran out.
         #[source]
         last: Option<Box<Error>>,
@@ -217,6 +252,10 @@ impl Error {
             Error::TopicExists { .. } => ErrorKind::AlreadyExists,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Blocked { .. } => ErrorKind::Corrupt,
+            Error::Timeout { .. } => ErrorKind::Unavailable,
+            Error::Refused { .. } | Error::UnsafeStore { .. } => ErrorKind::Refused,
+            Error::Aborted { .. } => ErrorKind::Aborted,
             Error::Fenced { .. } => ErrorKind::Fenced,
             Error::NotLeader { .. } => ErrorKind::NotLeader,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
@@ -224,10 +263,15 @@ impl Error {
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             Error::BufferFull { .. } => ErrorKind::Unavailable,
             Error::Delivery { source, .. } => source.kind(),
-            // The last failure says what to do; with none, an attempt was cut off mid-flight.
-            Error::DeliveryTimeout { last, .. } => last
-                .as_ref()
-                .map_or(ErrorKind::OutcomeUnknown, |e| e.kind()),
+            // An attempt that may have landed makes the outcome unknown, whatever came last;
+            // otherwise the last failure says what to do.
+            Error::DeliveryTimeout {
+                maybe_committed: true,
+                ..
+            } => ErrorKind::OutcomeUnknown,
+            Error::DeliveryTimeout { last, .. } => {
+                last.as_ref().map_or(ErrorKind::Unavailable, |e| e.kind())
+            }
         }
     }
 
@@ -243,6 +287,18 @@ impl Error {
         }
     }
 
+    pub(crate) fn refused(
+        op: &'static str,
+        key: impl fmt::Display,
+        source: object_store::Error,
+    ) -> Self {
+        Error::Refused {
+            op,
+            key: key.to_string(),
+            source,
+        }
+    }
+
     pub(crate) fn corrupt(key: impl fmt::Display, reason: impl Into<String>) -> Self {
         Error::Corrupt {
             key: key.to_string(),
@@ -251,12 +307,13 @@ impl Error {
     }
 }
 
-/// Store errors that name a missing object are `NotFound`; everything else (network, throttling,
-/// permissions, a missing bucket) is `Unavailable`, because the caller can only retry or fix the
-/// deployment.
+/// Store errors that name a missing object are `NotFound`; refusals no retry can fix
+/// (permissions, credentials, a missing bucket) are `Refused`; everything else (network,
+/// throttling, server errors) is `Unavailable`, because the caller can only retry.
 fn store_error_kind(source: &object_store::Error) -> ErrorKind {
     match source {
         e if crate::storage::object_missing(e) => ErrorKind::NotFound,
+        e if crate::storage::certainly_not_written(e) => ErrorKind::Refused,
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
             ErrorKind::Conflict
         }

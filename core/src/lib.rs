@@ -20,10 +20,14 @@
 //! - [`storage`]: the store URL, the backends, and every object key ([`storage::keys`]).
 //! - [`manifest`]: partition state and its pure transition function.
 //! - [`segment`]: the Parquet segment format (encode, footer, ranged row reads).
-//! - [`log`]: the commit protocol, tip discovery and fetch, on one partition.
+//! - [`chain`]: the create-only chain of versions: the commit loop and the tip finder that
+//!   partitions and consumer groups share.
+//! - [`log`]: one partition as a chain of segments: appends, retries, fetch.
 //! - [`client`]: [`Pail`], the API every binary uses.
 //! - [`producer`]: batching, partitioning, group commit and idempotent retries over [`Pail`].
 
+pub mod cache;
+pub mod chain;
 pub mod client;
 pub mod clock;
 pub mod entropy;
@@ -37,6 +41,7 @@ pub mod producer;
 pub mod record;
 pub mod segment;
 pub mod storage;
+mod sync;
 pub mod topic;
 
 pub use client::{
@@ -45,6 +50,8 @@ pub use client::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
 pub use log::fetch::{FetchLimits, Fetched, OffsetSpec};
+pub use log::retry::RetryFrom;
+pub use log::{CacheLimits, CacheSizes};
 pub use producer::{Delivered, Producer, ProducerConfig};
 pub use record::{Header, Record, StoredRecord};
 pub use storage::Store;

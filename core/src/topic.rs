@@ -1,4 +1,5 @@
-//! Topic names, settings and the immutable topic descriptor stored at `topics/{name}/topic.json`.
+//! Topic names, settings and the immutable topic descriptor stored at
+//! `topics/{name}/_topic.json`.
 //!
 //! This module validates names and settings and encodes the descriptor. It never touches the
 //! store: creating and reading topics is `crate::client`'s job.
@@ -129,6 +130,11 @@ impl TopicConfig {
 pub struct TopicMeta {
     pub format: u32,
     pub name: TopicName,
+    /// Random and unique to this incarnation of the topic (Kafka's topic id, KIP-516): a topic
+    /// deleted and created again under the same name gets a new one. The creator also uses it
+    /// to recognise its own descriptor when the create's answer was lost.
+    #[serde(default)]
+    pub id: String,
     #[serde(flatten)]
     pub config: TopicConfig,
     pub created_at_ms: i64,
@@ -160,9 +166,9 @@ impl TopicMeta {
         Ok(meta)
     }
 
-    pub fn encode(&self) -> Vec<u8> {
-        // Serialising plain data with string keys cannot fail.
-        serde_json::to_vec_pretty(self).unwrap_or_default()
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Encode(format!("topic descriptor does not encode: {e}")))
     }
 
     pub fn check_partition(&self, partition: u32) -> Result<()> {
@@ -220,10 +226,11 @@ mod tests {
         let meta = TopicMeta {
             format: TOPIC_FORMAT,
             name: name.clone(),
+            id: "id".into(),
             config: TopicConfig::new(3),
             created_at_ms: 5,
         };
-        let bytes = meta.encode();
+        let bytes = meta.encode().unwrap();
         assert_eq!(TopicMeta::decode(&bytes, "k", &name).unwrap(), meta);
         let future = String::from_utf8(bytes)
             .unwrap()

@@ -475,6 +475,7 @@ async fn idempotent_retry_returns_the_original_offsets(b: Backend) {
             first_sequence: seq,
         }),
         leader: None,
+        ..AppendOptions::default()
     };
     let first = pail
         .append_with(&topic, 0, values(5, "a"), tag(0))
@@ -525,14 +526,37 @@ async fn corrupt_objects_are_reported_and_contained(b: Backend) {
     let err = fresh.append(&topic, 0, values(1, "z")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(
-        err.to_string().contains(next.as_ref()),
-        "the error names the object: {err}"
+        err.to_string().contains(next.as_ref()) && err.to_string().contains("pail doctor"),
+        "the error names the object and the way out: {err}"
     );
-    let err = fresh
-        .fetch(&topic, 0, OffsetSpec::Earliest, FetchLimits::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    // Reads below the damage keep working, from a client that knew nothing of it...
+    for reader in [ts_client(&pail), fresh.clone()] {
+        let got = reader
+            .fetch(&topic, 0, OffsetSpec::Earliest, FetchLimits::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            got.records.len(),
+            2,
+            "the healthy records before the damage"
+        );
+        // ...and the damage is reported where it is.
+        let err = reader
+            .fetch(&topic, 0, OffsetSpec::At(2), FetchLimits::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.to_string().contains(next.as_ref()), "{err}");
+    }
+    let described = ts_client(&pail).describe_topic(&topic).await.unwrap();
+    assert_eq!(described.partitions[0].next_offset, 2);
+    assert!(
+        described.partitions[0]
+            .blocked
+            .as_deref()
+            .is_some_and(|b| b.contains(next.as_ref())),
+        "describe names what blocks the partition: {described:?}"
+    );
     // The other partition is untouched and still writable.
     assert_eq!(
         fresh
@@ -627,7 +651,7 @@ async fn cold_start_cost_does_not_grow_with_the_log(b: Backend) {
     cold.topic(&topic).await.unwrap();
     let before = counts.snapshot();
     let tip = cold.partition_tip(&topic, 0).await.unwrap();
-    assert_eq!(tip.manifest.next_offset, commits as u64);
+    assert_eq!(tip.state.next_offset, commits as u64);
     let cost = counts.snapshot().since(&before);
     assert!(
         cost.gets <= 2 && cost.lists <= 1,

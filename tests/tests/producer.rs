@@ -183,6 +183,7 @@ fn claim(epoch: u64) -> AppendOptions {
             epoch,
             lease_ms: 1000,
         }),
+        ..AppendOptions::default()
     }
 }
 
@@ -197,7 +198,7 @@ async fn a_lease_keeps_other_writers_off_until_it_expires(b: Backend) {
         .commit_control(&name, 0, Edit::AcquireLease { lease_ms: 1000 })
         .await
         .unwrap();
-    assert_eq!(tip.manifest.leader_epoch, 1);
+    assert_eq!(tip.state.leader_epoch, 1);
     a.append_with(&name, 0, vec![value(0)], claim(1))
         .await
         .unwrap();
@@ -214,7 +215,7 @@ async fn a_lease_keeps_other_writers_off_until_it_expires(b: Backend) {
         .commit_control(&name, 0, Edit::AcquireLease { lease_ms: 1000 })
         .await
         .unwrap();
-    assert_eq!(tip.manifest.leader_epoch, 2);
+    assert_eq!(tip.state.leader_epoch, 2);
 }
 
 async fn a_fenced_old_leader_cannot_commit(b: Backend) {
@@ -243,11 +244,12 @@ async fn a_fenced_old_leader_cannot_commit(b: Backend) {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
     assert!(
-        err.to_string().contains("epoch 1") && err.to_string().contains("fenced by epoch 2"),
+        err.to_string().contains("epoch 1") && err.to_string().contains("superseded by epoch 2"),
         "{err}"
     );
     // A raw edit built from epoch 1 is refused by the pure transition as well.
     let edit = Edit::Append(AppendEdit {
+        key: None,
         record_count: 1,
         leader: Some(LeaderClaim {
             epoch: 1,

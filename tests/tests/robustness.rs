@@ -44,12 +44,14 @@ fn valid_segment() -> Vec<u8> {
     let mut prev = PartitionManifest::genesis("t", 0);
     prev.next_offset = 40;
     let ctx = CommitContext {
+        digest: "d",
         writer: "w",
         commit_id: "c",
         now_ms: 1,
         prev_size: 0,
     };
     let edit = Edit::Append(AppendEdit {
+        key: None,
         record_count: 30,
         leader: None,
         producer: None,
@@ -73,7 +75,10 @@ fn valid_segment() -> Vec<u8> {
 }
 
 fn valid_manifest() -> Vec<u8> {
-    PartitionManifest::genesis("t", 0).encode().into_bytes()
+    PartitionManifest::genesis("t", 0)
+        .encode()
+        .unwrap()
+        .into_bytes()
 }
 
 proptest! {

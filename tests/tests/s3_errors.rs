@@ -145,7 +145,7 @@ mod s3 {
         assert_one_error(&f, &["unknown topic \"nope\""]);
     }
 
-    /// Listing a bucket that does not exist is one clear `Unavailable` error naming the
+    /// Listing a bucket that does not exist is one clear `Refused` error naming the
     /// problem (moto, like AWS and MinIO, answers 404 `NoSuchBucket`).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_missing_bucket_fails_list_topics_with_one_clear_error() {
@@ -156,7 +156,7 @@ mod s3 {
         let url = format!("s3://{bucket}");
         let pail = Pail::new(Store::open(&url).await.unwrap());
         let err = pail.list_topics().await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
         assert!(err.to_string().contains("NoSuchBucket"), "{err}");
 
         let mut cmd = pail_cmd(&url);
@@ -164,8 +164,9 @@ mod s3 {
         assert_one_error(&run_timed(cmd, None, GIVE_UP), &["NoSuchBucket"]);
     }
 
-    /// Creating a topic in a bucket that does not exist is `Unavailable` (the deployment is
-    /// wrong), not `NotFound` (which callers read as "that topic does not exist").
+    /// Creating a topic in a bucket that does not exist is `Refused` (the deployment is wrong;
+    /// no retry helps and nothing was written), not `NotFound` (which callers read as "that
+    /// topic does not exist").
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_missing_bucket_fails_create_topic_as_unavailable() {
         if s3_url().is_none() {
@@ -181,7 +182,7 @@ mod s3 {
         assert!(err.to_string().contains("NoSuchBucket"), "{err}");
         assert_eq!(
             err.kind(),
-            ErrorKind::Unavailable,
+            ErrorKind::Refused,
             "a missing bucket is not a missing object: {err}"
         );
 
@@ -212,7 +213,7 @@ mod s3 {
             .unwrap_err();
         for (what, err) in [("describe", describe), ("fetch", fetch), ("append", append)] {
             assert!(
-                err.kind() == ErrorKind::Unavailable && err.to_string().contains("NoSuchBucket"),
+                err.kind() == ErrorKind::Refused && err.to_string().contains("NoSuchBucket"),
                 "{what} in a missing bucket: kind {}, {err}",
                 err.kind()
             );

@@ -103,6 +103,7 @@ fn simulated_runs_keep_every_invariant() {
 fn a_seed_replays_exactly() {
     let (a, _) = run(7);
     let (b, _) = run(7);
+
     assert_eq!(
         a.events, b.events,
         "same seed, different history: the simulation is not deterministic"
@@ -245,6 +246,7 @@ async fn producer(id: usize, seed: u64, store: Store, clock: Arc<dyn Clock>, jou
                     first_sequence: seq,
                 }),
                 leader: if leads { claim } else { None },
+                ..AppendOptions::default()
             };
             let records: Vec<Record> = values
                 .iter()
@@ -328,6 +330,7 @@ impl Zombie {
                 first_sequence: self.sequence,
             }),
             leader: Some(self.claim),
+            ..AppendOptions::default()
         };
         let records = self
             .values
@@ -361,9 +364,9 @@ async fn acquire(pail: &Pail, partition: u32, journal: &Shared) -> Option<Leader
                 .lock()
                 .unwrap()
                 .events
-                .push(format!("lead epoch {}", tip.manifest.leader_epoch));
+                .push(format!("lead epoch {}", tip.state.leader_epoch));
             Some(LeaderClaim {
-                epoch: tip.manifest.leader_epoch,
+                epoch: tip.state.leader_epoch,
                 lease_ms: LEASE_MS,
             })
         }

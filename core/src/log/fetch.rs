@@ -13,7 +13,8 @@
 use object_store::path::Path;
 use std::sync::Arc;
 
-use super::{Part, Tip, tip};
+use super::{Part, Tip};
+use crate::chain::{Chain, ReadFor, tip};
 use crate::error::{Error, Result};
 use crate::record::StoredRecord;
 use crate::segment::{self, Footer};
@@ -92,53 +93,70 @@ pub struct Fetched {
 
 pub async fn fetch(part: Part<'_>, from: OffsetSpec, limits: FetchLimits) -> Result<Fetched> {
     limits.validate()?;
-    let mut tip = tip::known(part).await?;
+    let mut tip = tip::known(&part).await?.tip;
     // An offset at or past the known end may be valid on the store: catch up before judging.
     let past_known_end = match from {
         OffsetSpec::Earliest => false,
         OffsetSpec::Latest => true,
-        OffsetSpec::At(n) => n >= 0 && n as u64 > tip.manifest.next_offset,
+        OffsetSpec::At(n) => n >= 0 && n as u64 > tip.state.next_offset,
     };
     if past_known_end {
-        tip = tip::latest(part).await?;
+        tip = tip::latest(&part).await?.tip;
     }
     let start = resolve(
         part,
         from,
-        tip.manifest.log_start_offset,
-        tip.manifest.next_offset,
+        tip.state.log_start_offset,
+        tip.state.next_offset,
     )?;
     let mut out = Fetched {
         records: Vec::new(),
         next_offset: start,
-        high_watermark: tip.manifest.next_offset,
-        log_start_offset: tip.manifest.log_start_offset,
+        high_watermark: tip.state.next_offset,
+        log_start_offset: tip.state.log_start_offset,
     };
+    // Catching up above ended on a 404 for the next version: the end is already confirmed.
+    match read_from(part, tip, past_known_end, &mut out, limits).await {
+        Ok(()) => Ok(out),
+        // Damage (or an outage) after good records: hand the good records over now; the next
+        // fetch starts where the trouble is and reports it. One bad object never hides the
+        // good data before it.
+        Err(_) if !out.records.is_empty() => Ok(out),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads records into `out` from `out.next_offset` until a limit or the end of the log.
+async fn read_from(
+    part: Part<'_>,
+    mut tip: Tip,
+    mut end_confirmed: bool,
+    out: &mut Fetched,
+    limits: FetchLimits,
+) -> Result<()> {
     let mut bytes = 0u64;
     let mut current: Option<(Path, Arc<Footer>)> = None;
-    // Catching up above ended on a 404 for the next version: the end is already confirmed.
-    let mut end_confirmed = past_known_end;
     loop {
-        if out.next_offset >= tip.manifest.next_offset {
+        if out.next_offset >= tip.state.next_offset {
             // Everything known is read. Records in hand go back now; otherwise ask the store
             // once for a newer version (and, if small, its rows).
             if !out.records.is_empty() || end_confirmed {
-                return Ok(out);
+                return Ok(());
             }
-            match tip::successor_with(part, &tip, READ_PREFETCH_BYTES).await? {
+            match tip::successor(&part, &tip, ReadFor::Rows).await? {
                 Some(newer) => {
-                    part.caches.offer_tip(part.topic, part.partition, &newer);
-                    out.high_watermark = newer.manifest.next_offset;
+                    part.offer(&newer);
+                    out.high_watermark = newer.state.next_offset;
                     tip = newer;
                     end_confirmed = false;
                     continue;
                 }
-                None => return Ok(out),
+                None => return Ok(()),
             }
         }
         let (key, footer) = next_segment(part, &tip, current.take(), out.next_offset).await?;
-        if read_segment(part, &key, &footer, &mut out, &mut bytes, limits).await? {
-            return Ok(out);
+        if read_segment(part, &key, &footer, out, &mut bytes, limits).await? {
+            return Ok(());
         }
         current = Some((key, footer));
     }
@@ -229,9 +247,9 @@ fn rows_wanted(footer: &Footer, records_left: u64, bytes_left: u64) -> u64 {
 
 /// The data segment holding `offset`, which must lie below the high watermark.
 async fn locate(part: Part<'_>, tip: &Tip, offset: u64) -> Result<(Path, Arc<Footer>)> {
-    let m = &tip.manifest;
+    let m = &tip.state;
     let in_tip = m.record_count > 0 && m.base_offset <= offset && offset < m.next_offset;
-    if let (true, Some(key)) = (in_tip, tip.key(part.topic))
+    if let (true, Some(key)) = (in_tip, part.key_of(m))
         && let Some(found) = footer_holding(part, key, offset).await?
     {
         return Ok(found);
@@ -253,28 +271,97 @@ async fn locate_by_listing(part: Part<'_>, tip: &Tip, offset: u64) -> Result<(Pa
         let from = offset.saturating_sub(window);
         let after =
             (from > 0).then(|| keys::segment_list_start(part.topic, part.partition, from - 1));
-        let listed = tip::list_segments_until(part, after.as_ref(), offset).await?;
+        let listed = list_segments_until(part, after.as_ref(), offset).await?;
         if let Some(holder) = listed.iter().rev().find(|l| l.base_offset <= offset) {
             return match footer_holding(part, holder.key.clone(), offset).await? {
                 Some(found) => Ok(found),
-                None => Err(Error::corrupt(
-                    &holder.key,
-                    format!("offset {offset} is not in the segment listed for it"),
-                )),
+                None => Err(missing_after(part, &holder.key, offset).await),
             };
         }
         if from == 0 {
-            // Nothing at or below `offset` any more: retention removed it during the fetch.
-            return Err(Error::OffsetOutOfRange {
-                topic: part.topic.to_string(),
-                partition: part.partition,
-                offset: offset as i64,
-                log_start: tip.manifest.log_start_offset,
-                next: tip.manifest.next_offset,
-            });
+            // Judge against the latest log start: retention may have moved it meanwhile.
+            let fresh = match tip::latest(&part).await {
+                Ok(head) => head.tip,
+                Err(_) => tip.clone(),
+            };
+            return Err(missing_before(part, &fresh, offset, listed.first()));
         }
         window = window.saturating_mul(16);
     }
+}
+
+/// The error for `offset`, which lies past the segment at `holder`: the segment after it,
+/// whose key that segment's manifest names, is missing from the store.
+async fn missing_after(part: Part<'_>, holder: &Path, offset: u64) -> Error {
+    let missing = match part.footer(holder).await {
+        Ok(Some(f)) => part.next_key(&f.manifest).to_string(),
+        _ => format!("the segment after {holder}"),
+    };
+    Error::Corrupt {
+        key: missing,
+        reason: format!(
+            "this segment, which holds offset {offset}, is missing from the store (deleted \
+             outside pail?); the segments before and after it are intact"
+        ),
+    }
+}
+
+/// The error for `offset` when no segment at or below it exists: retention removed it (out of
+/// range), or, if the log start says it should still be there, it was deleted outside pail.
+fn missing_before(part: Part<'_>, tip: &Tip, offset: u64, first: Option<&Listed>) -> Error {
+    let m = &tip.state;
+    match first {
+        Some(first) if offset >= m.log_start_offset => Error::Corrupt {
+            key: keys::segment(part.topic, part.partition, m.log_start_offset, 1).to_string(),
+            reason: format!(
+                "offsets {}..{} are missing from the store (deleted outside pail?): the \
+                 oldest segment left is {} (version {})",
+                m.log_start_offset, first.base_offset, first.key, first.version
+            ),
+        },
+        // Nothing at or below `offset` any more: retention removed it during the fetch.
+        _ => Error::OffsetOutOfRange {
+            topic: part.topic.to_string(),
+            partition: part.partition,
+            offset: offset as i64,
+            log_start: m.log_start_offset,
+            next: m.next_offset,
+        },
+    }
+}
+
+/// A segment named by a listing.
+#[derive(Clone, Debug)]
+struct Listed {
+    base_offset: u64,
+    version: u64,
+    key: Path,
+}
+
+/// Segments of the partition after `after`, in chain order, ending after the first one whose
+/// base offset exceeds `stop_after_base` (on stores that list in order).
+async fn list_segments_until(
+    part: Part<'_>,
+    after: Option<&Path>,
+    stop_after_base: u64,
+) -> Result<Vec<Listed>> {
+    let metas = part
+        .store
+        .list_after_while(&part.dir(), after, |meta| {
+            keys::parse_segment(&meta.location).is_none_or(|(base, _)| base <= stop_after_base)
+        })
+        .await?;
+    Ok(metas
+        .into_iter()
+        .filter_map(|meta| {
+            let (base_offset, version) = keys::parse_segment(&meta.location)?;
+            Some(Listed {
+                base_offset,
+                version,
+                key: meta.location,
+            })
+        })
+        .collect())
 }
 
 /// The footer at `key` if that segment exists and holds `offset`.
@@ -296,14 +383,18 @@ async fn footer_holding(
 async fn next_data_segment(part: Part<'_>, footer: &Footer) -> Result<Option<(Path, Arc<Footer>)>> {
     let mut current = Tip::from_footer(footer);
     for _ in 0..CONTROL_SKIP_MAX {
-        let Some((key, next)) = tip::successor_segment(part, &current, READ_PREFETCH_BYTES).await?
-        else {
+        let key = part.next_key(&current.state);
+        let Some(next) = tip::successor(&part, &current, ReadFor::Rows).await? else {
             return Ok(None);
         };
-        if next.manifest.record_count > 0 {
-            return Ok(Some((key, next)));
+        if next.state.record_count > 0 {
+            // The read above cached the footer with its rows.
+            if let Some(footer) = part.footer_with(&key, READ_PREFETCH_BYTES).await? {
+                return Ok(Some((key, footer)));
+            }
+            return Ok(None);
         }
-        current = Tip::from_footer(&next);
+        current = next;
     }
     Ok(None)
 }

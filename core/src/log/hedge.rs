@@ -10,7 +10,8 @@
 use bytes::Bytes;
 use object_store::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::storage::{Created, Store};
 

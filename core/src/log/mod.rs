@@ -1,158 +1,184 @@
-//! One partition's log on the store: finding its latest version, committing the next one, and
-//! reading records back by offset.
+//! One partition's log on the store: the partition as a [`Chain`] of Parquet segments,
+//! appending to it, reading records back by offset, and the caches they share.
 //!
-//! The protocol in one paragraph (details and costs in `docs/architecture.md`): version `v+1` of
-//! a partition is the segment object at `keys::segment(topic, p, next_offset(v), v+1)`, created
-//! with create-if-absent. Its key is a function of version `v`, so every writer that builds on
-//! `v` races for the same key and exactly one wins; the loser writes nothing and rebuilds on the
-//! winner. An object that exists is committed, an object that does not is not: there is no
-//! second step that could fail, so a reader (pail's or a Parquet engine's glob) never sees an
-//! uncommitted record and a crash leaves no visible garbage.
+//! The protocol in one paragraph (details and costs in `docs/architecture.md`): version `v+1`
+//! of a partition is the segment object at `keys::segment(topic, p, next_offset(v), v+1)`,
+//! created with create-if-absent by the shared commit loop (`crate::chain::commit`). The
+//! partition's state (the manifest) rides in each segment's Parquet footer, so reading a
+//! version's footer is reading the partition's state as of that version.
 //!
-//! Owns: the commit loop ([`commit`]), tip discovery ([`tip`]), reading ([`fetch`]) and the
-//! caches they share. Must never: decide a state transition itself (that is
-//! `manifest::apply`, a pure function) or treat a lost or ambiguous create as success without
-//! reading the object back.
+//! Owns: the partition chain ([`Part`]), appends ([`append`]), retries that look for their
+//! earlier attempt ([`retry`]), reading ([`fetch`]), hedged creates ([`hedge`]) and the client
+//! caches. Must never: decide a state transition itself (that is `manifest::apply`, a pure
+//! function) or treat a lost or unclear create as success without reading the object back.
 
-pub mod commit;
+pub mod append;
 pub mod fetch;
 pub mod hedge;
-pub mod tip;
+pub mod retry;
 
+use async_trait::async_trait;
 use object_store::path::Path;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::cache::Lru;
+use crate::chain::{Chain, ReadFor, Version};
 use crate::entropy::Entropy;
 use crate::error::{Error, Result};
-use crate::manifest::PartitionManifest;
+use crate::manifest::{self, PartitionManifest};
 use crate::segment::{self, FOOTER_PREFETCH_BYTES, Footer};
 use crate::storage::{Store, keys};
+use crate::sync::lock;
 use crate::topic::TopicName;
 
-/// How many footers a client keeps decoded, and how many bytes of object tails with them.
-const FOOTER_CACHE_ENTRIES: usize = 1024;
-const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
-/// How many segment ranges per partition a client remembers for offset lookups.
+pub use crate::chain::Head;
+
+/// A version of a partition: its manifest and the size of its segment object.
+pub type Tip = Version<PartitionManifest>;
+
+/// Index entries a client keeps per partition.
 const INDEX_ENTRIES_PER_PARTITION: usize = 4096;
+/// Bytes charged per cached tip or index entry (keys, manifest, bookkeeping), for the bounds.
+const ENTRY_OVERHEAD_BYTES: usize = 256;
 
 /// One partition's data segments that a client has seen: base offset -> (version, next offset).
 type SegmentIndex = BTreeMap<u64, (u64, u64)>;
-
-/// The newest version of a partition a client knows of.
-#[derive(Clone, Debug)]
-pub struct Tip {
-    pub manifest: Arc<PartitionManifest>,
-    /// Size of the tip's object in bytes; 0 for the empty partition.
-    pub size: u64,
-}
+type PartitionKey = (TopicName, u32);
 
 impl Tip {
+    /// The empty partition, version 0.
     pub fn genesis(topic: &TopicName, partition: u32) -> Self {
-        Tip {
-            manifest: Arc::new(PartitionManifest::genesis(topic.as_str(), partition)),
-            size: 0,
-        }
+        Version::new(PartitionManifest::genesis(topic.as_str(), partition), 0)
     }
 
     fn from_footer(footer: &Footer) -> Self {
-        Tip {
-            manifest: Arc::new(footer.manifest.clone()),
+        Version {
+            state: Arc::clone(&footer.manifest),
             size: footer.size,
         }
     }
-
-    /// The key of the tip's own object; `None` for the empty partition.
-    pub fn key(&self, topic: &TopicName) -> Option<Path> {
-        let m = &self.manifest;
-        (!m.is_genesis()).then(|| keys::segment(topic, m.partition, m.base_offset, m.version))
-    }
-
-    /// The key the next version will be created at.
-    pub fn next_key(&self, topic: &TopicName) -> Path {
-        let m = &self.manifest;
-        keys::segment(topic, m.partition, m.next_offset, m.version + 1)
-    }
 }
 
-/// Caches shared by every partition a client touches. All are hints: dropping any entry
-/// costs requests, never correctness.
-#[derive(Debug, Default)]
+/// Caches shared by every partition a client touches. All are hints and all are bounded:
+/// dropping any entry costs requests, never correctness.
+#[derive(Debug)]
 pub struct Caches {
-    tips: Mutex<HashMap<(TopicName, u32), Tip>>,
-    footers: Mutex<FooterCache>,
-    index: Mutex<HashMap<(TopicName, u32), SegmentIndex>>,
+    tips: Mutex<Lru<PartitionKey, Tip>>,
+    footers: Mutex<Lru<Path, Arc<Footer>>>,
+    index: Mutex<Lru<PartitionKey, SegmentIndex>>,
 }
 
-#[derive(Debug, Default)]
-struct FooterCache {
-    map: HashMap<Path, Arc<Footer>>,
-    order: VecDeque<Path>,
-    tail_bytes: usize,
+/// Bounds on a client's caches. The defaults suit a long-lived server: about 100 MiB at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Partitions whose newest version a client remembers.
+    pub tips: usize,
+    /// Segment footers kept decoded...
+    pub footers: usize,
+    /// ...and the bytes they may hold (fetched tails plus decoded metadata).
+    pub footer_bytes: usize,
+    /// Partitions whose offset -> segment index is kept (4,096 segments each at most).
+    pub indexed_partitions: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits {
+            tips: 16_384,
+            footers: 1024,
+            footer_bytes: 64 * 1024 * 1024,
+            indexed_partitions: 1024,
+        }
+    }
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Caches::new(CacheLimits::default())
+    }
+}
+
+/// How many entries each cache holds, for tests and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheSizes {
+    pub tips: usize,
+    pub footers: usize,
+    pub footer_bytes: usize,
+    pub indexed_partitions: usize,
 }
 
 impl Caches {
+    pub fn new(limits: CacheLimits) -> Self {
+        Caches {
+            tips: Mutex::new(Lru::new(limits.tips, usize::MAX)),
+            footers: Mutex::new(Lru::new(limits.footers, limits.footer_bytes)),
+            index: Mutex::new(Lru::new(limits.indexed_partitions, usize::MAX)),
+        }
+    }
+
     pub fn tip(&self, topic: &TopicName, partition: u32) -> Option<Tip> {
         lock(&self.tips).get(&(topic.clone(), partition)).cloned()
     }
 
     /// Remembers `tip` unless a newer one is already known: views only move forward.
     pub fn offer_tip(&self, topic: &TopicName, partition: u32, tip: &Tip) {
+        let key = (topic.clone(), partition);
         let mut tips = lock(&self.tips);
-        let entry = tips
-            .entry((topic.clone(), partition))
-            .or_insert_with(|| tip.clone());
-        if tip.manifest.version > entry.manifest.version {
-            *entry = tip.clone();
+        if tips
+            .peek(&key)
+            .is_some_and(|known| known.number() >= tip.number())
+        {
+            return;
+        }
+        tips.insert(key, tip.clone(), ENTRY_OVERHEAD_BYTES);
+    }
+
+    /// Forgets a partition's tip (after its chain was found damaged or rewritten).
+    pub fn forget_tip(&self, topic: &TopicName, partition: u32) {
+        lock(&self.tips).remove(&(topic.clone(), partition));
+    }
+
+    pub fn sizes(&self) -> CacheSizes {
+        let footers = lock(&self.footers);
+        CacheSizes {
+            tips: lock(&self.tips).len(),
+            footers: footers.len(),
+            footer_bytes: footers.weight(),
+            indexed_partitions: lock(&self.index).len(),
         }
     }
 
     fn footer(&self, key: &Path) -> Option<Arc<Footer>> {
-        lock(&self.footers).map.get(key).cloned()
+        lock(&self.footers).get(key).cloned()
     }
 
     fn offer_footer(&self, topic: &TopicName, key: &Path, footer: Arc<Footer>) {
         let m = &footer.manifest;
         if m.record_count > 0 {
+            let pk = (topic.clone(), m.partition);
             let mut index = lock(&self.index);
-            let segments = index.entry((topic.clone(), m.partition)).or_default();
+            let mut segments = index.remove(&pk).unwrap_or_default();
             segments.insert(m.base_offset, (m.version, m.next_offset));
             while segments.len() > INDEX_ENTRIES_PER_PARTITION {
                 segments.pop_first();
             }
+            index.insert(pk, segments, ENTRY_OVERHEAD_BYTES);
         }
-        let mut cache = lock(&self.footers);
-        cache.tail_bytes += footer.tail.len();
-        match cache.map.insert(key.clone(), footer) {
-            Some(old) => cache.tail_bytes -= old.tail.len(),
-            None => cache.order.push_back(key.clone()),
-        }
-        while cache.order.len() > FOOTER_CACHE_ENTRIES || cache.tail_bytes > FOOTER_CACHE_BYTES {
-            let Some(oldest) = cache.order.pop_front() else {
-                break;
-            };
-            if let Some(old) = cache.map.remove(&oldest) {
-                cache.tail_bytes -= old.tail.len();
-            }
-        }
+        let weight = footer.tail.len() + footer.metadata.memory_size() + ENTRY_OVERHEAD_BYTES;
+        lock(&self.footers).insert(key.clone(), footer, weight);
     }
 
     /// The known data segment holding `offset`: (base offset, version).
     fn segment_for(&self, topic: &TopicName, partition: u32, offset: u64) -> Option<(u64, u64)> {
         let index = lock(&self.index);
-        let segments = index.get(&(topic.clone(), partition))?;
+        let segments = index.peek(&(topic.clone(), partition))?;
         let (&base, &(version, next)) = segments.range(..=offset).next_back()?;
         (offset < next).then_some((base, version))
     }
 }
 
-/// A poisoned lock only means another task panicked mid-update of a cache; caches are hints,
-/// so carry on with whatever is there.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// What a partition operation needs: where, and the client's caches.
+/// One partition, and what operations on it need: the store and the client's caches.
 #[derive(Clone, Copy, Debug)]
 pub struct Part<'a> {
     pub store: &'a Store,
@@ -213,5 +239,69 @@ impl Part<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Chain for Part<'_> {
+    type State = PartitionManifest;
+
+    fn store(&self) -> &Store {
+        self.store
+    }
+
+    fn describe(&self) -> String {
+        format!("{}/{}", self.topic, self.partition)
+    }
+
+    fn genesis(&self) -> Tip {
+        Tip::genesis(self.topic, self.partition)
+    }
+
+    fn key_of(&self, m: &PartitionManifest) -> Option<Path> {
+        (!m.is_genesis()).then(|| keys::segment(self.topic, m.partition, m.base_offset, m.version))
+    }
+
+    fn next_key(&self, m: &PartitionManifest) -> Path {
+        keys::segment(self.topic, m.partition, m.next_offset, m.version + 1)
+    }
+
+    async fn read(&self, key: &Path, why: ReadFor) -> Result<Option<Tip>> {
+        let prefetch = match why {
+            ReadFor::State => FOOTER_PREFETCH_BYTES,
+            ReadFor::Rows => fetch::READ_PREFETCH_BYTES,
+        };
+        Ok(self
+            .footer_with(key, prefetch)
+            .await?
+            .map(|f| Tip::from_footer(&f)))
+    }
+
+    fn check_successor(
+        &self,
+        prev: &PartitionManifest,
+        next: &PartitionManifest,
+    ) -> Result<(), String> {
+        manifest::check_successor(prev, next)
+    }
+
+    fn dir(&self) -> Path {
+        keys::partition_dir(self.topic, self.partition)
+    }
+
+    fn parse_key(&self, key: &Path) -> Option<u64> {
+        keys::parse_segment(key).map(|(_, version)| version)
+    }
+
+    fn hint_key(&self) -> Path {
+        keys::hint(self.topic, self.partition)
+    }
+
+    fn cached(&self) -> Option<Tip> {
+        self.caches.tip(self.topic, self.partition)
+    }
+
+    fn offer(&self, v: &Tip) {
+        self.caches.offer_tip(self.topic, self.partition, v);
     }
 }

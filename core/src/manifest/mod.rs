@@ -14,8 +14,13 @@
 //! - the log start and the leader epoch never move backward;
 //! - producer state stays within its bounds.
 
+mod idempotency;
 mod producers;
 
+pub use idempotency::{
+    IDEMPOTENCY_KEY_MAX_BYTES, IDEMPOTENCY_KEYS_MAX, IDEMPOTENCY_WINDOW_MS, IdempotencyKey,
+    KeyEntry, KeyWindow,
+};
 pub use producers::{
     PRODUCER_BATCHES_MAX, PRODUCERS_MAX, ProducerBatch, ProducerState, ProducerWindow,
 };
@@ -48,6 +53,14 @@ pub struct PartitionManifest {
     /// Unique per commit attempt, so a writer can recognise its own object when a create's
     /// answer was lost (S3 ETags cannot: identical bytes give identical ETags).
     pub commit_id: String,
+    /// Digest of the batch's content as the client supplied it (`crate::record::digest`); the
+    /// read-back after an unclear create checks it as well as `commit_id`.
+    #[serde(default)]
+    pub digest: String,
+    /// The idempotent producer batch this version holds, so a retry can find it later by
+    /// reading the versions committed since its first attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ProducerBatch>,
     /// The committing writer's clock; informational only.
     pub committed_at_ms: i64,
     /// First offset held by this segment (= the previous version's `next_offset`).
@@ -66,6 +79,9 @@ pub struct PartitionManifest {
     pub lease: Option<Lease>,
     /// Idempotent-producer state, most recently active last; bounded by [`PRODUCERS_MAX`].
     pub producers: Vec<ProducerState>,
+    /// Idempotency keys committed within their window (see [`idempotency`]).
+    #[serde(default, skip_serializing_if = "KeyWindow::is_empty")]
+    pub keys: KeyWindow,
 }
 
 impl PartitionManifest {
@@ -78,6 +94,8 @@ impl PartitionManifest {
             version: 0,
             writer: String::new(),
             commit_id: String::new(),
+            digest: String::new(),
+            origin: None,
             committed_at_ms: 0,
             base_offset: 0,
             record_count: 0,
@@ -88,6 +106,7 @@ impl PartitionManifest {
             leader_epoch: 0,
             lease: None,
             producers: Vec::new(),
+            keys: KeyWindow::default(),
         }
     }
 
@@ -100,9 +119,8 @@ impl PartitionManifest {
         (self.record_count > 0).then(|| self.next_offset - 1)
     }
 
-    pub fn encode(&self) -> String {
-        // Plain data with string keys: serialising cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+    pub fn encode(&self) -> Result<String, String> {
+        serde_json::to_string(self).map_err(|e| format!("manifest does not encode: {e}"))
     }
 
     /// Decodes a manifest and checks it on its own: format, arithmetic, bounds.
@@ -136,7 +154,20 @@ impl PartitionManifest {
                 self.log_start_offset, self.next_offset
             ));
         }
-        producers::check_bounds(&self.producers)
+        producers::check_bounds(&self.producers)?;
+        self.keys.check_bounds()
+    }
+}
+
+impl crate::chain::Versioned for PartitionManifest {
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn commit_id(&self) -> &str {
+        &self.commit_id
+    }
+    fn digest(&self) -> &str {
+        &self.digest
     }
 }
 
@@ -157,6 +188,8 @@ pub struct AppendEdit {
     pub leader: Option<LeaderClaim>,
     /// Present for idempotent producers: the batch's producer id and first sequence number.
     pub producer: Option<ProducerBatch>,
+    /// A client's idempotency key: the batch is appended once within the key's window.
+    pub key: Option<IdempotencyKey>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,13 +206,15 @@ pub struct CommitContext<'a> {
     pub now_ms: i64,
     /// Size of the previous version's object (0 for genesis), to keep the byte count.
     pub prev_size: u64,
+    /// Digest of the content being committed (32 hex digits).
+    pub digest: &'a str,
 }
 
 /// What applying an edit produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// The next version to create.
-    Next(PartitionManifest),
+    Next(Box<PartitionManifest>),
     /// The batch was already committed by an earlier attempt; these are its offsets.
     Duplicate { base_offset: u64, record_count: u32 },
 }
@@ -189,6 +224,8 @@ pub enum Applied {
 pub enum ApplyError {
     #[error("epoch {epoch} is fenced by epoch {current}")]
     Fenced { epoch: u64, current: u64 },
+    #[error("epoch {epoch} is held by writer {holder}, not by this writer")]
+    NotHolder { epoch: u64, holder: String },
     #[error("led by {holder} (epoch {epoch}) for {remaining_ms} ms more")]
     NotLeader {
         holder: String,
@@ -219,37 +256,14 @@ pub fn apply(
                     "an append needs at least one record".into(),
                 ));
             }
+            // A retry of a batch already in the log writes nothing, so it needs no right to
+            // write: recognise it before the lease and epoch checks, or a committed batch
+            // would be reported as failed after another writer took the lead.
+            if let Some(dup) = duplicate_of(prev, append, ctx)? {
+                return Ok(dup);
+            }
             check_writer_may_append(prev, append.leader.as_ref(), ctx)?;
-            if let Some(batch) = &append.producer {
-                match producers::admit(&prev.producers, batch, append.record_count)? {
-                    producers::Admission::Duplicate(w) => {
-                        return Ok(Applied::Duplicate {
-                            base_offset: w.base_offset,
-                            record_count: w.record_count,
-                        });
-                    }
-                    producers::Admission::Accept => {
-                        next.producers = producers::record(
-                            &prev.producers,
-                            batch,
-                            append.record_count,
-                            prev.next_offset,
-                            next.version,
-                        );
-                    }
-                }
-            }
-            if let Some(claim) = append.leader {
-                next.lease = Some(Lease {
-                    holder: ctx.writer.to_string(),
-                    expires_at_ms: ctx.now_ms.saturating_add(claim.lease_ms as i64),
-                });
-            }
-            next.record_count = append.record_count;
-            next.next_offset = prev
-                .next_offset
-                .checked_add(u64::from(append.record_count))
-                .ok_or_else(|| ApplyError::Invalid("offsets would overflow".into()))?;
+            append_to(prev, &mut next, append, ctx)?;
         }
         Edit::AcquireLease { lease_ms } => {
             if let Some(remaining_ms) = foreign_lease_remaining(prev, ctx) {
@@ -263,7 +277,89 @@ pub fn apply(
         }
     }
     check_successor(prev, &next).map_err(ApplyError::Invariant)?;
-    Ok(Applied::Next(next))
+    Ok(Applied::Next(Box::new(next)))
+}
+
+/// The original offsets of `append` if it is a retry of a committed batch.
+fn duplicate_of(
+    prev: &PartitionManifest,
+    append: &AppendEdit,
+    ctx: &CommitContext<'_>,
+) -> Result<Option<Applied>, ApplyError> {
+    if let Some(batch) = &append.producer
+        && let producers::Admission::Duplicate(w) =
+            producers::admit(&prev.producers, batch, append.record_count, ctx.digest)?
+    {
+        return Ok(Some(Applied::Duplicate {
+            base_offset: w.base_offset,
+            record_count: w.record_count,
+        }));
+    }
+    if let Some(key) = &append.key
+        && let Some(hit) = prev
+            .keys
+            .lookup(key, digest_prefix(ctx.digest), ctx.now_ms)?
+    {
+        if hit.record_count != append.record_count {
+            return Err(ApplyError::Sequence(format!(
+                "idempotency key was used at offset {} for {} records, this batch has {}",
+                hit.base_offset, hit.record_count, append.record_count
+            )));
+        }
+        return Ok(Some(Applied::Duplicate {
+            base_offset: hit.base_offset,
+            record_count: hit.record_count,
+        }));
+    }
+    Ok(None)
+}
+
+/// Fills in `next` for a new batch: offsets, producer and key windows, the leader's lease.
+fn append_to(
+    prev: &PartitionManifest,
+    next: &mut PartitionManifest,
+    append: &AppendEdit,
+    ctx: &CommitContext<'_>,
+) -> Result<(), ApplyError> {
+    if let Some(batch) = &append.producer {
+        let window = ProducerWindow {
+            first_sequence: batch.first_sequence,
+            record_count: append.record_count,
+            base_offset: prev.next_offset,
+            digest: ctx.digest.to_string(),
+        };
+        next.producers = producers::record(&prev.producers, batch, window, next.version);
+        next.origin = Some(batch.clone());
+    }
+    if let Some(key) = append.key {
+        next.keys = prev.keys.with(KeyEntry {
+            key,
+            base_offset: prev.next_offset,
+            record_count: append.record_count,
+            committed_at_ms: ctx.now_ms,
+            digest: digest_prefix(ctx.digest),
+        })?;
+    }
+    if let Some(claim) = append.leader {
+        next.lease = Some(Lease {
+            holder: ctx.writer.to_string(),
+            expires_at_ms: ctx.now_ms.saturating_add(claim.lease_ms as i64),
+        });
+    }
+    next.record_count = append.record_count;
+    next.next_offset = prev
+        .next_offset
+        .checked_add(u64::from(append.record_count))
+        .ok_or_else(|| ApplyError::Invalid("offsets would overflow".into()))?;
+    Ok(())
+}
+
+/// The first 8 bytes of a hex digest (0 for a digest too short to have them).
+fn digest_prefix(digest: &str) -> u64 {
+    digest
+        .get(..16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
 }
 
 /// The fields every successor shares: the next version, the offsets it starts at, the counters
@@ -277,6 +373,8 @@ fn successor_skeleton(prev: &PartitionManifest, ctx: &CommitContext<'_>) -> Part
         version: prev.version + 1,
         writer: ctx.writer.to_string(),
         commit_id: ctx.commit_id.to_string(),
+        digest: ctx.digest.to_string(),
+        origin: None,
         committed_at_ms: ctx.now_ms,
         base_offset: prev.next_offset,
         record_count: 0,
@@ -287,6 +385,7 @@ fn successor_skeleton(prev: &PartitionManifest, ctx: &CommitContext<'_>) -> Part
         leader_epoch: prev.leader_epoch,
         lease: prev.lease.clone(),
         producers: prev.producers.clone(),
+        keys: prev.keys.pruned(ctx.now_ms),
     }
 }
 
@@ -305,7 +404,15 @@ fn check_writer_may_append(
             "epoch {} was never granted (the partition is at epoch {})",
             claim.epoch, prev.leader_epoch
         ))),
-        Some(_) => Ok(()),
+        // The epoch is current, but a claim is also tied to the writer it was granted to: any
+        // other writer presenting it is not the leader.
+        Some(claim) => match &prev.lease {
+            Some(lease) if lease.holder != ctx.writer => Err(ApplyError::NotHolder {
+                epoch: claim.epoch,
+                holder: lease.holder.clone(),
+            }),
+            _ => Ok(()),
+        },
         None => match foreign_lease_remaining(prev, ctx) {
             Some(remaining_ms) => Err(not_leader(prev, remaining_ms)),
             None => Ok(()),

@@ -2,15 +2,16 @@
 //!
 //! A producer tags each batch with its id and the sequence number of the batch's first record.
 //! The manifest remembers, per producer, the last committed sequence and the last
-//! [`PRODUCER_BATCHES_MAX`] batches with their offsets, so a retried batch gets its original
-//! offsets back instead of being appended twice.
+//! [`PRODUCER_BATCHES_MAX`] batches with their offsets and content digests, so a retried batch
+//! gets its original offsets back instead of being appended twice, and a *different* batch
+//! under a reused sequence is refused instead of being taken for a retry (its records would
+//! vanish).
 //!
-//! Bounds, and what happens past them:
-//! - at most [`PRODUCERS_MAX`] producers per partition; the least recently active is forgotten
-//!   first. A forgotten producer's next batch is accepted as if it were new, so a retry of a
-//!   batch older than that is appended again (Kafka behaves the same once a producer id expires);
-//! - a retry of a batch older than the last five of its producer is refused with a sequence
-//!   error: it is known to be committed, but its offsets are no longer kept.
+//! This window is the fast path and the sequence check, not the guarantee. It keeps the
+//! [`PRODUCERS_MAX`] most recently active producers; under serverless fan-in others push a
+//! producer out within seconds. A retry from the process that sent the batch does not depend on
+//! it: it knows the version its first attempt built on, and looks for its batch in every version
+//! committed since (`crate::log::retry`), however many other producers wrote meanwhile.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,18 +25,21 @@ pub const PRODUCER_BATCHES_MAX: usize = 5;
 pub const PRODUCER_ID_MAX_CHARS: usize = 128;
 
 /// The idempotence tag of one batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerBatch {
     pub producer_id: String,
     pub first_sequence: u64,
 }
 
 /// A committed batch of a producer and where it landed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerWindow {
     pub first_sequence: u64,
     pub record_count: u32,
     pub base_offset: u64,
+    /// Digest of the batch's content (see `crate::record::digest`).
+    #[serde(default)]
+    pub digest: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,11 +58,13 @@ pub(super) enum Admission {
     Duplicate(ProducerWindow),
 }
 
-/// Decides whether `batch` of `count` records is new, a duplicate, or out of sequence.
+/// Decides whether `batch` of `count` records with content `digest` is new, a duplicate, or
+/// out of sequence.
 pub(super) fn admit(
     states: &[ProducerState],
     batch: &ProducerBatch,
     count: u32,
+    digest: &str,
 ) -> Result<Admission, ApplyError> {
     validate_id(&batch.producer_id)?;
     let Some(state) = states.iter().find(|s| s.id == batch.producer_id) else {
@@ -69,13 +75,14 @@ pub(super) fn admit(
         .iter()
         .find(|w| w.first_sequence == batch.first_sequence)
     {
-        if window.record_count != count {
+        if window.record_count != count || (!window.digest.is_empty() && window.digest != digest) {
             return Err(ApplyError::Sequence(format!(
-                "sequence {} was committed as a batch of {} records, this retry has {count}",
-                batch.first_sequence, window.record_count
+                "sequence {} was committed at offset {} with different content ({} records); \
+                 a producer id and sequence must never be reused for another batch",
+                batch.first_sequence, window.base_offset, window.record_count
             )));
         }
-        return Ok(Admission::Duplicate(*window));
+        return Ok(Admission::Duplicate(window.clone()));
     }
     let expected = state.last_sequence + 1;
     if batch.first_sequence == expected {
@@ -97,8 +104,7 @@ pub(super) fn admit(
 pub(super) fn record(
     states: &[ProducerState],
     batch: &ProducerBatch,
-    count: u32,
-    base_offset: u64,
+    window: ProducerWindow,
     version: u64,
 ) -> Vec<ProducerState> {
     let mut out: Vec<ProducerState> = Vec::with_capacity(states.len() + 1);
@@ -116,13 +122,9 @@ pub(super) fn record(
         last_version: 0,
         batches: Vec::new(),
     });
-    mine.last_sequence = batch.first_sequence + u64::from(count) - 1;
+    mine.last_sequence = batch.first_sequence + u64::from(window.record_count) - 1;
     mine.last_version = version;
-    mine.batches.push(ProducerWindow {
-        first_sequence: batch.first_sequence,
-        record_count: count,
-        base_offset,
-    });
+    mine.batches.push(window);
     if mine.batches.len() > PRODUCER_BATCHES_MAX {
         mine.batches.remove(0);
     }

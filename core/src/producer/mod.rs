@@ -4,9 +4,18 @@
 //! Each partition gets one worker task that owns that partition's commits. Records sent while a
 //! commit is in flight queue up and go out together in the next one (group commit), so under
 //! load the object writes per record fall while commits never overlap on a partition.
-//! Every batch carries the producer id and sequence number of its first record, so a retry after
-//! a timeout or an ambiguous store answer gets the original offsets back instead of appending
-//! twice.
+//! Every batch carries the producer id and sequence number of its first record, and remembers
+//! where its first attempt started, so a retry after a timeout or an unclear store answer gets
+//! the original offsets back instead of appending twice, however many other producers wrote
+//! in between (`crate::log::retry`).
+//!
+//! Order is kept the way Kafka's idempotent producer keeps it: once a batch to a partition has
+//! failed for good, every later record to that partition fails with `Aborted` (nothing is
+//! written) until the caller calls [`Producer::resume`]; records never land around a hole.
+//!
+//! Lifetime: workers hold no handle on their own queues, so dropping the last clone of a
+//! `Producer` closes the queues, the workers drain what was sent and end, and nothing is left
+//! running. [`Producer::close`] does the same and waits for it.
 //!
 //! Must never: acknowledge a record before its commit is durable, or retry a batch under a new
 //! sequence number (that would turn a retry into a duplicate).
@@ -16,20 +25,29 @@ pub mod partitioner;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client::{APPEND_BYTES_MAX, APPEND_RECORDS_MAX, AppendOptions, Pail};
 use crate::error::{Error, ErrorKind, Result};
+use crate::log::retry::RetryFrom;
 use crate::manifest::{Edit, LeaderClaim, ProducerBatch};
 use crate::record::Record;
+use crate::sync::lock;
 use crate::topic::TopicMeta;
 use partitioner::{Sticky, partition_for_key};
 
 /// Producer settings; every field has a documented default ([`ProducerConfig::default`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerConfig {
-    /// How long a partition's first waiting record may wait for company before a commit.
+    /// How long a partition's first waiting record waits for company before a commit.
     pub linger_ms: u64,
+    /// While records keep arriving, a small batch waits on in steps of `linger_ms`, up to this
+    /// long, until it holds `linger_until_bytes`: a steady trickle then costs a few PUTs a
+    /// second instead of one per PUT round trip. At or below `linger_ms` it is off.
+    pub linger_max_ms: u64,
+    /// A lingering batch stops waiting once it holds this many payload bytes.
+    pub linger_until_bytes: u64,
     /// Most records in one commit.
     pub batch_records_max: usize,
     /// Most payload bytes in one commit; also when unkeyed records move to the next partition.
@@ -50,6 +68,8 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
             linger_ms: 5,
+            linger_max_ms: 250,
+            linger_until_bytes: 256 * 1024,
             batch_records_max: 10_000,
             batch_bytes_max: 4 * 1024 * 1024,
             buffer_bytes_max: 64 * 1024 * 1024,
@@ -77,8 +97,8 @@ impl ProducerConfig {
                 "buffer_bytes_max must be at least batch_bytes_max and at most 1 TiB".into(),
             );
         }
-        if self.linger_ms > 60_000 {
-            return bad("linger_ms must be at most 60000".into());
+        if self.linger_ms > 60_000 || self.linger_max_ms > 60_000 {
+            return bad("linger_ms and linger_max_ms must be at most 60000".into());
         }
         if self.delivery_timeout_ms == 0 || self.delivery_timeout_ms > 86_400_000 {
             return bad("delivery_timeout_ms must be 1 to 86400000".into());
@@ -113,25 +133,38 @@ impl std::future::Future for Delivery {
     }
 }
 
-/// A producer for one topic. Cheap to clone; workers stop once every clone is dropped and their
-/// queues are drained.
+/// A producer for one topic. Cheap to clone; workers stop once every clone is dropped (or
+/// [`Producer::close`] is called) and their queues are drained.
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Shared>,
 }
 
+/// What the producer's handles share. Workers never hold it: it owns the queue senders.
 struct Shared {
+    core: Arc<Core>,
+    sticky: Mutex<Sticky>,
+    queues: Mutex<Vec<Option<Queue>>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// What workers need.
+struct Core {
     pail: Pail,
     topic: Arc<TopicMeta>,
     config: ProducerConfig,
     buffer: Arc<Semaphore>,
-    sticky: Mutex<Sticky>,
-    queues: Mutex<Vec<Option<mpsc::UnboundedSender<Msg>>>>,
+}
+
+struct Queue {
+    tx: mpsc::UnboundedSender<Msg>,
+    task: JoinHandle<()>,
 }
 
 enum Msg {
     Record(Pending),
     Flush(oneshot::Sender<()>),
+    Resume,
 }
 
 struct Pending {
@@ -150,7 +183,8 @@ impl Producer {
         config.validate()?;
         let topic = pail.topic(topic).await?;
         let partitions = topic.config.partitions;
-        let first = rand::random_range(0..partitions);
+        // From the client's seedable jitter, so a simulation replays its partition choices.
+        let first = pail.jitter(u64::from(partitions) - 1) as u32;
         let sticky = Sticky::new(
             partitions,
             first,
@@ -160,25 +194,31 @@ impl Producer {
         let permits = (config.buffer_bytes_max / PERMIT_BYTES) as usize;
         Ok(Producer {
             inner: Arc::new(Shared {
-                pail,
-                topic,
-                buffer: Arc::new(Semaphore::new(permits)),
+                core: Arc::new(Core {
+                    pail,
+                    topic,
+                    buffer: Arc::new(Semaphore::new(permits)),
+                    config,
+                }),
                 sticky: Mutex::new(sticky),
                 queues: Mutex::new((0..partitions).map(|_| None).collect()),
-                config,
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
 
     pub fn topic(&self) -> &TopicMeta {
-        &self.inner.topic
+        &self.inner.core.topic
     }
 
     /// Queues `record` for `partition` (or the partitioner's choice) and returns a handle that
     /// resolves on acknowledgement. Waits up to `max_block_ms` for buffer space.
     pub async fn send(&self, record: Record, partition: Option<u32>) -> Result<Delivery> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(stopped());
+        }
         let size = record.size_bytes();
-        let limit = self.inner.topic.config.record_bytes_max;
+        let limit = self.inner.core.topic.config.record_bytes_max;
         if size > limit {
             return Err(Error::TooLarge {
                 what: "record",
@@ -204,10 +244,10 @@ impl Producer {
 
     /// Waits until every record sent before this call is acknowledged or failed.
     pub async fn flush(&self) {
-        let senders: Vec<_> = crate::log::lock(&self.inner.queues)
+        let senders: Vec<_> = lock(&self.inner.queues)
             .iter()
             .flatten()
-            .cloned()
+            .map(|q| q.tx.clone())
             .collect();
         let mut waits = Vec::new();
         for q in senders {
@@ -221,44 +261,70 @@ impl Producer {
         }
     }
 
+    /// Accepts records for `partition` again after a batch to it failed: records sent from
+    /// now on are attempted (under a fresh producer id); those sent before fail with `Aborted`.
+    pub fn resume(&self, partition: u32) -> Result<()> {
+        self.inner.core.topic.check_partition(partition)?;
+        if let Some(q) = &lock(&self.inner.queues)[partition as usize] {
+            let _ = q.tx.send(Msg::Resume);
+        }
+        Ok(())
+    }
+
+    /// Delivers everything sent, stops every worker and waits for them: afterwards the
+    /// producer holds no task, and `send` on a clone fails.
+    pub async fn close(&self) {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.flush().await;
+        let queues: Vec<Queue> = lock(&self.inner.queues)
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        for q in queues {
+            drop(q.tx);
+            let _ = q.task.await;
+        }
+    }
+
     fn choose(&self, record: &Record, partition: Option<u32>, size: u64) -> Result<u32> {
-        let meta = &self.inner.topic;
+        let meta = &self.inner.core.topic;
         match (partition, &record.key) {
             (Some(p), _) => meta.check_partition(p).map(|()| p),
             (None, Some(key)) => Ok(partition_for_key(key, meta.config.partitions)),
-            (None, None) => Ok(self
-                .inner
-                .sticky
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .next(size)),
+            (None, None) => Ok(lock(&self.inner.sticky).next(size)),
         }
     }
 
     async fn reserve(&self, size: u64) -> Result<OwnedSemaphorePermit> {
+        let config = &self.inner.core.config;
         let permits = size.div_ceil(PERMIT_BYTES).max(1) as u32;
-        let wait = Duration::from_millis(self.inner.config.max_block_ms);
-        let acquire = Arc::clone(&self.inner.buffer).acquire_many_owned(permits);
+        let wait = Duration::from_millis(config.max_block_ms);
+        let acquire = Arc::clone(&self.inner.core.buffer).acquire_many_owned(permits);
         match tokio::time::timeout(wait, acquire).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(stopped()),
             Err(_) => Err(Error::BufferFull {
-                waited_ms: self.inner.config.max_block_ms,
-                buffer_bytes: self.inner.config.buffer_bytes_max,
+                waited_ms: config.max_block_ms,
+                buffer_bytes: config.buffer_bytes_max,
             }),
         }
     }
 
     fn queue(&self, partition: u32) -> mpsc::UnboundedSender<Msg> {
-        let mut queues = crate::log::lock(&self.inner.queues);
+        let mut queues = lock(&self.inner.queues);
         let slot = &mut queues[partition as usize];
-        if let Some(q) = slot.as_ref().filter(|q| !q.is_closed()) {
-            return q.clone();
+        if let Some(q) = slot.as_ref().filter(|q| !q.tx.is_closed()) {
+            return q.tx.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let worker = Worker::new(Arc::clone(&self.inner), partition);
-        tokio::spawn(worker.run(rx));
-        *slot = Some(tx.clone());
+        let worker = Worker::new(Arc::clone(&self.inner.core), partition);
+        let task = tokio::spawn(worker.run(rx));
+        *slot = Some(Queue {
+            tx: tx.clone(),
+            task,
+        });
         tx
     }
 }
@@ -269,21 +335,24 @@ fn stopped() -> Error {
 
 /// Owns one partition's commits.
 struct Worker {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     partition: u32,
     producer_id: String,
     next_sequence: u64,
     claim: Option<LeaderClaim>,
+    /// Set when a batch failed for good: later records fail until `resume`.
+    halted: Option<Arc<Error>>,
 }
 
 impl Worker {
-    fn new(shared: Arc<Shared>, partition: u32) -> Self {
+    fn new(core: Arc<Core>, partition: u32) -> Self {
         Worker {
-            shared,
+            core,
             partition,
             producer_id: new_producer_id(),
             next_sequence: 0,
             claim: None,
+            halted: None,
         }
     }
 
@@ -298,52 +367,86 @@ impl Worker {
                         let _ = done.send(());
                         continue;
                     }
+                    Some(Msg::Resume) => {
+                        self.resume();
+                        continue;
+                    }
                     None => return,
                 },
             };
-            let (batch, flushes, carry) = self.gather(first, &mut rx).await;
-            carried = carry;
-            self.deliver(batch).await;
-            for done in flushes {
+            if let Some(cause) = &self.halted {
+                abort(first, self.partition, cause);
+                continue;
+            }
+            let gathered = self.gather(first, &mut rx).await;
+            carried = gathered.carry;
+            self.deliver(gathered.batch).await;
+            for done in gathered.flushes {
                 let _ = done.send(());
+            }
+            if gathered.resume {
+                self.resume();
             }
         }
     }
 
+    fn resume(&mut self) {
+        if self.halted.take().is_some() {
+            // The failed batch may or may not be in the log: a fresh producer id keeps the next
+            // batch from being refused as out of sequence (Kafka bumps the epoch here).
+            self.producer_id = new_producer_id();
+            self.next_sequence = 0;
+        }
+    }
+
     /// Collects a batch: everything already queued, then whatever arrives until the first
-    /// record's linger runs out or the batch is full. Returns the batch, flush requests seen,
-    /// and a record that did not fit.
-    async fn gather(
-        &self,
-        first: Pending,
-        rx: &mut mpsc::UnboundedReceiver<Msg>,
-    ) -> (Vec<Pending>, Vec<oneshot::Sender<()>>, Option<Pending>) {
-        let cfg = &self.shared.config;
-        let deadline = first.enqueued + Duration::from_millis(cfg.linger_ms);
+    /// record's linger runs out or the batch is full. While records keep arriving and the
+    /// batch is small, the linger is extended in steps up to `linger_max_ms`.
+    async fn gather(&self, first: Pending, rx: &mut mpsc::UnboundedReceiver<Msg>) -> Gathered {
+        let cfg = &self.core.config;
+        let step = Duration::from_millis(cfg.linger_ms.max(1));
+        let mut deadline = first.enqueued + Duration::from_millis(cfg.linger_ms);
+        let give_up = first.enqueued + Duration::from_millis(cfg.linger_max_ms.max(cfg.linger_ms));
         let mut bytes = first.size;
-        let mut batch = vec![first];
-        let mut flushes = Vec::new();
-        while batch.len() < cfg.batch_records_max && flushes.is_empty() {
+        let mut out = Gathered {
+            batch: vec![first],
+            flushes: Vec::new(),
+            carry: None,
+            resume: false,
+        };
+        let mut arrived = false;
+        while out.batch.len() < cfg.batch_records_max && out.flushes.is_empty() && !out.resume {
             // Biased: records already queued always join the batch, even when the linger of a
             // record that waited through the previous commit has run out (group commit).
             let msg = tokio::select! {
                 biased;
                 msg = rx.recv() => msg,
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let small = bytes < cfg.linger_until_bytes;
+                    if arrived && small && deadline < give_up {
+                        arrived = false;
+                        deadline = (deadline + step).min(give_up);
+                        continue;
+                    }
+                    break;
+                }
             };
             match msg {
                 Some(Msg::Record(p)) if bytes + p.size > cfg.batch_bytes_max => {
-                    return (batch, flushes, Some(p));
+                    out.carry = Some(p);
+                    break;
                 }
                 Some(Msg::Record(p)) => {
                     bytes += p.size;
-                    batch.push(p);
+                    arrived = true;
+                    out.batch.push(p);
                 }
-                Some(Msg::Flush(done)) => flushes.push(done),
+                Some(Msg::Flush(done)) => out.flushes.push(done),
+                Some(Msg::Resume) => out.resume = true,
                 None => break,
             }
         }
-        (batch, flushes, None)
+        out
     }
 
     /// Commits one batch, retrying what is safe to retry until the delivery timeout, and
@@ -361,7 +464,7 @@ impl Worker {
             .map(|p| p.enqueued)
             .min()
             .unwrap_or_else(Instant::now);
-        let deadline = oldest + Duration::from_millis(self.shared.config.delivery_timeout_ms);
+        let deadline = oldest + Duration::from_millis(self.core.config.delivery_timeout_ms);
         for p in batch {
             records.push(p.record);
             acks.push(p.ack);
@@ -374,12 +477,7 @@ impl Worker {
             .map_err(Arc::new);
         match &result {
             Ok(_) => self.next_sequence += count,
-            // The batch may or may not be in the log; restart the sequence under a new producer
-            // id so the next batch is not refused as out of order (Kafka bumps the epoch here).
-            Err(_) => {
-                self.producer_id = new_producer_id();
-                self.next_sequence = 0;
-            }
+            Err(e) => self.halted = Some(Arc::clone(e)),
         }
         for (i, ack) in acks.into_iter().enumerate() {
             let answer = match &result {
@@ -403,38 +501,44 @@ impl Worker {
         deadline: Instant,
     ) -> Result<u64> {
         let mut pause = Duration::from_millis(20);
-        let (partition, timeout_ms) = (self.partition, self.shared.config.delivery_timeout_ms);
-        // The timeout names the last failure seen, if any: that is what the user must fix.
-        let timed_out = |last: Option<Error>| Error::DeliveryTimeout {
-            partition,
-            timeout_ms,
-            last: last.map(Box::new),
+        let mut attempt = Attempt {
+            partition: self.partition,
+            timeout_ms: self.core.config.delivery_timeout_ms,
+            retry_from: None,
+            maybe_committed: false,
+            attempts: 0,
+            last: None,
         };
-        let mut last = None;
         loop {
-            let Some(left) = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-            else {
-                return Err(timed_out(last));
+            if Instant::now() >= deadline {
+                return Err(attempt.timed_out());
+            }
+            attempt.attempts += 1;
+            let error = match self
+                .commit_once(records.clone(), deadline, &mut attempt)
+                .await
+            {
+                Ok(base) => return Ok(base),
+                Err(e) => e,
             };
-            // An attempt cut off at the deadline may still land; the producer then moves to a
-            // fresh producer id (see `deliver`), exactly as after an ambiguous failure.
-            let error = match tokio::time::timeout(left, self.commit_once(records.clone())).await {
-                Ok(Ok(base)) => return Ok(base),
-                Ok(Err(e)) => e,
-                Err(_) => return Err(timed_out(last)),
-            };
+            if error.kind() == ErrorKind::OutcomeUnknown {
+                attempt.maybe_committed = true;
+            }
+            if matches!(error, Error::Timeout { .. }) || error_is_deadline(&error) {
+                attempt.last.get_or_insert(error);
+                return Err(attempt.timed_out());
+            }
             if !self.may_retry(&error) {
-                return Err(error);
+                return Err(attempt.failed(error));
             }
             if Instant::now() + pause > deadline {
-                return Err(timed_out(Some(error)));
+                attempt.last = Some(error);
+                return Err(attempt.timed_out());
             }
             if let Error::NotLeader { remaining_ms, .. } = &error {
                 pause = pause.max(Duration::from_millis((*remaining_ms).min(1000)));
             }
-            last = Some(error);
+            attempt.last = Some(error);
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         }
@@ -444,42 +548,109 @@ impl Worker {
     fn may_retry(&self, e: &Error) -> bool {
         match e.kind() {
             ErrorKind::Conflict | ErrorKind::NotLeader => true,
-            ErrorKind::Unavailable | ErrorKind::OutcomeUnknown => self.shared.config.idempotent,
+            ErrorKind::Unavailable | ErrorKind::OutcomeUnknown => self.core.config.idempotent,
             _ => false,
         }
     }
 
-    async fn commit_once(&mut self, records: Vec<Record>) -> Result<u64> {
-        let topic = self.shared.topic.name.as_str();
-        if let (Some(lease_ms), None) = (self.shared.config.lead_lease_ms, self.claim) {
-            let tip = self
-                .shared
-                .pail
-                .commit_control(topic, self.partition, Edit::AcquireLease { lease_ms })
+    async fn commit_once(
+        &mut self,
+        records: Vec<Record>,
+        deadline: Instant,
+        attempt: &mut Attempt,
+    ) -> Result<u64> {
+        let pail = &self.core.pail;
+        let topic = self.core.topic.name.as_str();
+        if let (Some(lease_ms), None) = (self.core.config.lead_lease_ms, self.claim) {
+            let edit = Edit::AcquireLease { lease_ms };
+            let tip = pail
+                .commit_control_by(topic, self.partition, edit, Some(deadline))
                 .await?;
             self.claim = Some(LeaderClaim {
-                epoch: tip.manifest.leader_epoch,
+                epoch: tip.state.leader_epoch,
                 lease_ms,
             });
         }
+        let idempotent = self.core.config.idempotent;
+        // Recorded before the first attempt, passed on from the second: only a retry can have
+        // an earlier attempt to look for.
+        let retry_from = attempt.retry_from;
+        if idempotent && retry_from.is_none() {
+            attempt.retry_from = Some(pail.retry_point(topic, self.partition).await?);
+        }
         let opts = AppendOptions {
-            producer: self.shared.config.idempotent.then(|| ProducerBatch {
+            producer: idempotent.then(|| ProducerBatch {
                 producer_id: self.producer_id.clone(),
                 first_sequence: self.next_sequence,
             }),
             leader: self.claim,
+            retry_from,
+            deadline: Some(deadline),
+            ..AppendOptions::default()
         };
-        let result = self
-            .shared
-            .pail
-            .append_with(topic, self.partition, records, opts)
-            .await;
+        let result = pail.append_with(topic, self.partition, records, opts).await;
         if matches!(result, Err(Error::Fenced { .. })) {
             // Another writer leads now; a later batch may try to take the lead again.
             self.claim = None;
         }
         result.map(|a| a.base_offset)
     }
+}
+
+/// A batch's attempts so far, for the error it ends with.
+struct Attempt {
+    partition: u32,
+    timeout_ms: u64,
+    retry_from: Option<RetryFrom>,
+    /// Some attempt may have landed and no later one settled it.
+    maybe_committed: bool,
+    attempts: u32,
+    last: Option<Error>,
+}
+
+impl Attempt {
+    fn timed_out(&mut self) -> Error {
+        Error::DeliveryTimeout {
+            partition: self.partition,
+            timeout_ms: self.timeout_ms,
+            maybe_committed: self.maybe_committed,
+            last: self.last.take().map(Box::new),
+        }
+    }
+
+    /// A batch that fails for good after an earlier attempt may have landed is unknown, not
+    /// "no effect", whatever the last error says.
+    fn failed(&mut self, e: Error) -> Error {
+        if self.maybe_committed && e.kind() != ErrorKind::OutcomeUnknown {
+            return Error::OutcomeUnknown {
+                key: format!("partition {}", self.partition),
+                attempts: self.attempts,
+                last: Box::new(e),
+            };
+        }
+        e
+    }
+}
+
+/// True for the error an append returns when the deadline it was given passed mid-commit
+/// (an attempt may have landed: the outcome is unknown).
+fn error_is_deadline(e: &Error) -> bool {
+    matches!(e, Error::OutcomeUnknown { last, .. } if matches!(**last, Error::Timeout { .. }))
+}
+
+struct Gathered {
+    batch: Vec<Pending>,
+    flushes: Vec<oneshot::Sender<()>>,
+    carry: Option<Pending>,
+    resume: bool,
+}
+
+/// Fails a record that arrived after its partition halted: nothing was written.
+fn abort(p: Pending, partition: u32, cause: &Arc<Error>) {
+    let _ = p.ack.send(Err(Error::Aborted {
+        partition,
+        cause: Arc::clone(cause),
+    }));
 }
 
 fn new_producer_id() -> String {

@@ -33,7 +33,7 @@ pub fn encode(
             manifest.record_count
         ));
     }
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(properties(manifest)))
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(properties(manifest)?))
         .map_err(|e| format!("parquet writer: {e}"))?;
     // A control commit (leadership change) is a valid Parquet file with no row groups.
     if !records.is_empty() {
@@ -89,7 +89,7 @@ const DATA_PAGE_BYTES_MAX: usize = 256 * 1024;
 
 /// ZSTD level 1, page statistics and the page index for pruning, offsets delta-encoded (they
 /// shrink to almost nothing), one row group per segment, rows sorted by offset.
-fn properties(manifest: &PartitionManifest) -> WriterProperties {
+fn properties(manifest: &PartitionManifest) -> Result<WriterProperties, String> {
     let last_offset = manifest.next_offset as i128 - 1;
     let kv = |k: &str, v: String| KeyValue::new(k.to_string(), v);
     let metadata = vec![
@@ -99,10 +99,10 @@ fn properties(manifest: &PartitionManifest) -> WriterProperties {
         kv(META_BASE_OFFSET, manifest.base_offset.to_string()),
         kv(META_LAST_OFFSET, last_offset.to_string()),
         kv(META_RECORD_COUNT, manifest.record_count.to_string()),
-        kv(META_MANIFEST, manifest.encode()),
+        kv(META_MANIFEST, manifest.encode()?),
     ];
     let delta = Encoding::DELTA_BINARY_PACKED;
-    WriterProperties::builder()
+    Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(false)
@@ -118,5 +118,5 @@ fn properties(manifest: &PartitionManifest) -> WriterProperties {
         }]))
         .set_key_value_metadata(Some(metadata))
         .set_created_by(format!("pail {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .build())
 }

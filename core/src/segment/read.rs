@@ -42,7 +42,7 @@ const MAGIC: &[u8; 4] = b"PAR1";
 /// A segment's decoded footer, with the bytes fetched from its end kept for later reads.
 #[derive(Clone, Debug)]
 pub struct Footer {
-    pub manifest: PartitionManifest,
+    pub manifest: Arc<PartitionManifest>,
     pub metadata: Arc<ParquetMetaData>,
     /// Size of the whole object.
     pub size: u64,
@@ -87,7 +87,7 @@ pub fn parse_footer(
         .map_err(|e| Error::corrupt(key, format!("footer does not decode: {e}")))?;
     let manifest = manifest_of(key, &metadata)?;
     Ok(Ok(Footer {
-        manifest,
+        manifest: Arc::new(manifest),
         metadata: Arc::new(metadata),
         size,
         tail,

@@ -10,18 +10,20 @@ fn manifest_for(base: u64, n: u32) -> PartitionManifest {
     let mut prev = PartitionManifest::genesis("t", 3);
     prev.next_offset = base;
     let ctx = CommitContext {
+        digest: "d",
         writer: "w",
         commit_id: "c1",
         now_ms: 0,
         prev_size: 0,
     };
     let edit = Edit::Append(AppendEdit {
+        key: None,
         record_count: n,
         leader: None,
         producer: None,
     });
     match apply(&prev, &edit, &ctx).unwrap() {
-        Applied::Next(m) => m,
+        Applied::Next(m) => *m,
         other => panic!("{other:?}"),
     }
 }
@@ -108,7 +110,7 @@ async fn footer_needs_a_second_read_when_the_tail_is_short() {
             .unwrap()
             .unwrap()
             .manifest,
-        m
+        std::sync::Arc::new(m)
     );
 }
 

@@ -53,6 +53,8 @@ pub enum Fault {
     /// Never returns. With `landed` the call ran first (crash after it took effect),
     /// otherwise the call never happens (crash before it).
     Hang { landed: bool },
+    /// Refused before reaching the store, for good: a 403 (S3) or EACCES (a local directory).
+    Forbidden,
 }
 
 /// Selects calls and the fault they get.
@@ -109,11 +111,11 @@ impl Faults {
     }
 
     pub fn add(&self, rule: Rule) {
-        crate::log::lock(&self.rules).push(rule);
+        crate::sync::lock(&self.rules).push(rule);
     }
 
     pub fn clear(&self) {
-        crate::log::lock(&self.rules).clear();
+        crate::sync::lock(&self.rules).clear();
     }
 
     /// How many faults have fired so far.
@@ -123,8 +125,8 @@ impl Faults {
 
     /// The fault for this call, if a rule fires. Rules are tried in the order they were added.
     fn pick(&self, op: Op, key: &str) -> Option<Fault> {
-        let mut rules = crate::log::lock(&self.rules);
-        let mut rng = crate::log::lock(&self.rng);
+        let mut rules = crate::sync::lock(&self.rules);
+        let mut rng = crate::sync::lock(&self.rng);
         for rule in rules.iter_mut() {
             let matches = (rule.op == op || rule.op == Op::Any) && key.starts_with(&rule.prefix);
             if !matches || rule.times == Some(0) {
@@ -188,6 +190,10 @@ impl FaultyStore {
                 }
                 futures::future::pending().await
             }
+            Some(Fault::Forbidden) => Err(object_store::Error::PermissionDenied {
+                path: key.to_string(),
+                source: "403 Forbidden (injected)".into(),
+            }),
         }
     }
 
@@ -211,6 +217,16 @@ impl FaultyStore {
             })
             .boxed(),
             Some(Fault::Hang { .. }) => futures::stream::pending().boxed(),
+            Some(Fault::Forbidden) => {
+                let path = key.to_string();
+                futures::stream::once(async move {
+                    Err(object_store::Error::PermissionDenied {
+                        path,
+                        source: "403 Forbidden (injected)".into(),
+                    })
+                })
+                .boxed()
+            }
         }
     }
 }

@@ -5,6 +5,8 @@
 //! topics/{topic}/partition={p}/{base:020}-{version:020}.parquet  segment = commit (create-once)
 //! topics/{topic}/_hints/partition={p}.json                    latest-version hint (overwritten)
 //! _staging/                                                    local store's uploads in flight
+//! _pail/conditional-writes.json                                the store passed the create check
+//! _pail/probes/{id}                                            that check's throwaway objects
 //! ```
 //!
 //! Everything in a topic folder that is not data starts with `_`, which Parquet engines skip
@@ -24,6 +26,17 @@ const TOPICS: &str = "topics";
 const SEGMENT_SUFFIX: &str = ".parquet";
 /// Digits in a zero-padded offset or version: u64::MAX has 20.
 const WIDTH: usize = 20;
+
+/// The store's verdict on its conditional writes, written once by the first client that
+/// checked them.
+pub fn store_check() -> Path {
+    Path::from("_pail").join("conditional-writes.json")
+}
+
+/// A throwaway object for checking the store's conditional writes.
+pub fn store_probe(id: &str) -> Path {
+    Path::from("_pail").join("probes").join(id)
+}
 
 /// The folder holding every topic.
 pub fn topics_root() -> Path {

@@ -128,11 +128,11 @@ impl LatencyStore {
     fn list_delay(&self) -> Duration {
         self.profile
             .list
-            .sample(&mut crate::log::lock(&self.rng), 0)
+            .sample(&mut crate::sync::lock(&self.rng), 0)
     }
 
     async fn wait(&self, latency: RequestLatency, bytes: u64) {
-        let delay = latency.sample(&mut crate::log::lock(&self.rng), bytes);
+        let delay = latency.sample(&mut crate::sync::lock(&self.rng), bytes);
         tokio::time::sleep(delay).await;
     }
 }

@@ -94,6 +94,13 @@ impl LocalStore {
                     source: Box::new(e),
                 })
             }
+            // Refused by the file system before anything was published: certain, not unclear.
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                Err(object_store::Error::PermissionDenied {
+                    path: key,
+                    source: Box::new(e),
+                })
+            }
             Err(e) => Err(generic(format!("create {key}: {e}"))),
         }
     }

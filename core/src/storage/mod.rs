@@ -2,10 +2,11 @@
 //!
 //! Owns: parsing store URLs, building the `object_store` backend (local directory, in-memory,
 //! S3-compatible), the object key layout ([`keys`]), and small helpers that turn store answers
-//! into pail's vocabulary (a missing object is `None`, a lost create is `Created::No`).
+//! into pail's vocabulary (a missing object is `None`, a lost create is `Created::AlreadyExists`).
 //! Must never: decide what a key means or retry a conditional write on its own; the commit loop
 //! in `crate::log` owns that, because only it can tell its own write from a rival's.
 
+mod check;
 pub mod faults;
 pub mod keys;
 pub mod latency;
@@ -37,6 +38,10 @@ pub struct Store {
     /// in directory order, so callers must sort and cannot stop a listing early.
     listing_sorted: bool,
     location: String,
+    /// True for backends whose create-if-absent is pail's own code or object_store's (memory,
+    /// local directory); others are checked once before the first write ([`check`]).
+    creates_trusted: bool,
+    checked: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// Whether a create-if-absent wrote the object.
@@ -59,12 +64,36 @@ impl Store {
             inner,
             listing_sorted,
             location: location.into(),
+            creates_trusted: false,
+            checked: Arc::default(),
+        }
+    }
+
+    /// A store whose create-if-absent needs no check (built-in backends).
+    fn trusted(inner: Arc<dyn ObjectStore>, listing_sorted: bool, location: String) -> Self {
+        Store {
+            creates_trusted: true,
+            ..Store::new(inner, listing_sorted, location)
         }
     }
 
     /// A fresh, empty in-memory store (for tests and benchmarks).
     pub fn memory() -> Self {
-        Store::new(Arc::new(InMemory::new()), true, "memory://")
+        Store::trusted(Arc::new(InMemory::new()), true, "memory://".into())
+    }
+
+    /// Fails with `UnsafeStore` if the store ignores create-if-absent (some S3-compatible
+    /// servers accept `If-None-Match: *` and overwrite anyway, which would let two commits both
+    /// succeed and one batch silently replace another). Checked once per store and remembered
+    /// in the store itself, so later clients pay one GET; built-in backends are not checked.
+    pub async fn ensure_conditional_writes(&self) -> Result<()> {
+        if self.creates_trusted {
+            return Ok(());
+        }
+        self.checked
+            .get_or_try_init(|| check::conditional_writes(self))
+            .await
+            .map(|_| ())
     }
 
     /// Opens the store a URL names: a directory path or `file:///abs/path`, `memory://`, or
@@ -105,6 +134,8 @@ impl Store {
             inner: wrap(Arc::clone(&self.inner)),
             listing_sorted: self.listing_sorted,
             location: self.location.clone(),
+            creates_trusted: self.creates_trusted,
+            checked: Arc::clone(&self.checked),
         }
     }
 
@@ -261,6 +292,18 @@ pub(crate) fn object_missing(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. }) && !e.to_string().contains("NoSuchBucket")
 }
 
+/// True when the store refused a request before doing anything, for a reason no retry can
+/// fix: permissions (a 403 or a local EACCES), credentials (401), or a missing bucket. A write
+/// refused this way certainly did not land, so the caller may say "no effect" at once.
+pub(crate) fn certainly_not_written(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => true,
+        // S3 names a missing bucket in the body of a 404 (or, for listings, a generic error).
+        _ => e.to_string().contains("NoSuchBucket"),
+    }
+}
+
 /// `stream`, answering only after `delay`: a slow LIST for the wrappers that simulate one.
 fn delayed<T: Send + 'static>(
     delay: std::time::Duration,
@@ -292,5 +335,9 @@ fn open_local(url: &str, path: &str) -> Result<Store> {
         .map_err(|e| invalid_url(url, &format!("cannot resolve directory: {e}")))?;
     let fs = local::LocalStore::new(&abs).map_err(|e| invalid_url(url, &e.to_string()))?;
     fs.sweep();
-    Ok(Store::new(Arc::new(fs), false, abs.display().to_string()))
+    Ok(Store::trusted(
+        Arc::new(fs),
+        false,
+        abs.display().to_string(),
+    ))
 }

@@ -1,0 +1,263 @@
+//! Finding a chain's newest version, and what blocks it.
+//!
+//! Warm (a cached tip): one GET of the key the next version would have; a 404 confirms the
+//! tip. Each hit moves one version forward; past [`WALK_STEPS_MAX`] hits one LIST catches up.
+//! Cold (nothing cached): GET the chain's hint, LIST the versions after it, read the newest.
+//! Hints are rewritten every [`HINT_EVERY_VERSIONS`] commits (off the commit's critical path),
+//! so a cold start costs three requests on stores that list in key order.
+//!
+//! Damage is contained. A newest object that does not decode is stepped over: the tip is the
+//! newest version that does decode, and if the damaged object sits where that version's
+//! successor would be, the chain is *blocked*: readers keep reading everything below it,
+//! writers refuse with a line naming the object. A hint naming a version that no longer exists
+//! means the chain lost its head (objects deleted by hand or by a bucket lifecycle rule): that
+//! blocks writes too, because continuing would hand out offsets that readers already saw.
+
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use super::{Blocked, Chain, Head, ReadFor, Version};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Probes before switching to a listing.
+const WALK_STEPS_MAX: usize = 8;
+/// Listings a walk may jump by before it settles for what it has.
+const WALK_ROUNDS_MAX: usize = 4;
+/// A committer rewrites the chain's hint when its new version is a multiple of this.
+pub const HINT_EVERY_VERSIONS: u64 = 64;
+/// Listings retried when the object they named vanished before it was read (retention).
+const DISCOVER_ATTEMPTS_MAX: usize = 3;
+/// Damaged objects stepped over, newest first, before discovery gives up.
+const STEP_BACK_MAX: usize = 16;
+
+/// The advisory pointer to a recent version, overwritten now and then.
+#[derive(Debug, Serialize, Deserialize)]
+struct Hint {
+    version: u64,
+    key: String,
+}
+
+/// The newest version this client knows, without asking the store if it knows one.
+pub async fn known<C: Chain>(chain: &C) -> Result<Head<C::State>> {
+    match chain.cached() {
+        Some(cached) => Ok(Head::clear(cached)),
+        None => latest(chain).await,
+    }
+}
+
+/// The latest version of the chain, confirmed with the store.
+pub async fn latest<C: Chain>(chain: &C) -> Result<Head<C::State>> {
+    let head = match chain.cached() {
+        Some(cached) => walk_forward(chain, cached).await?,
+        None => discover(chain).await?,
+    };
+    chain.offer(&head.tip);
+    Ok(head)
+}
+
+/// Follows the chain from `tip` to the newest version.
+pub async fn walk_forward<C: Chain>(
+    chain: &C,
+    mut tip: Version<C::State>,
+) -> Result<Head<C::State>> {
+    for _ in 0..WALK_ROUNDS_MAX {
+        for _ in 0..WALK_STEPS_MAX {
+            match successor(chain, &tip, ReadFor::State).await {
+                Ok(Some(next)) => tip = next,
+                Ok(None) => return Ok(Head::clear(tip)),
+                Err(e) => return blocked_after(chain, tip, e),
+            }
+        }
+        // Far behind: one listing jumps to the newest version, then probing confirms it.
+        let own = chain.key_of(&tip.state);
+        match newest_listed(chain, own.as_ref()).await? {
+            Newest::Found(newer, false) if newer.number() > tip.number() => {
+                return Ok(Head::clear(newer));
+            }
+            Newest::Found(newer, true) if newer.number() > tip.number() => tip = newer,
+            _ => return Ok(Head::clear(tip)),
+        }
+    }
+    Ok(Head::clear(tip))
+}
+
+/// The version right after `tip`, if it exists, checked to be a valid successor.
+pub async fn successor<C: Chain>(
+    chain: &C,
+    tip: &Version<C::State>,
+    why: ReadFor,
+) -> Result<Option<Version<C::State>>> {
+    let key = chain.next_key(&tip.state);
+    let Some(next) = chain.read(&key, why).await? else {
+        return Ok(None);
+    };
+    chain
+        .check_successor(&tip.state, &next.state)
+        .map_err(|e| Error::corrupt(&key, e))?;
+    Ok(Some(next))
+}
+
+/// `tip` with the chain blocked by `e`, if `e` is damage at its successor; other errors pass.
+fn blocked_after<C: Chain>(chain: &C, tip: Version<C::State>, e: Error) -> Result<Head<C::State>> {
+    if e.kind() != ErrorKind::Corrupt {
+        return Err(e);
+    }
+    let key = chain.next_key(&tip.state).to_string();
+    Ok(Head {
+        tip,
+        blocked: Some(Blocked {
+            key,
+            reason: e.to_string(),
+        }),
+    })
+}
+
+/// The latest version without any cached knowledge.
+async fn discover<C: Chain>(chain: &C) -> Result<Head<C::State>> {
+    let hint = read_hint(chain).await?;
+    for _ in 0..DISCOVER_ATTEMPTS_MAX {
+        if let Some(hinted) = &hint {
+            // Keys sort in chain order, so only those after the hint can be newer.
+            match newest_listed(chain, Some(&hinted.0)).await? {
+                Newest::Found(v, stepped_back) => return settle(chain, v, stepped_back).await,
+                Newest::Vanished => continue,
+                Newest::Nothing => {}
+            }
+            if let Ok(Some(v)) = chain.read(&hinted.0, ReadFor::State).await {
+                return walk_forward(chain, v).await;
+            }
+        }
+        let head = match newest_listed(chain, None).await? {
+            Newest::Found(v, stepped_back) => settle(chain, v, stepped_back).await?,
+            Newest::Nothing => walk_forward(chain, chain.genesis()).await?,
+            // The newest version was listed but gone when read: retention raced us. Again.
+            Newest::Vanished => continue,
+        };
+        return Ok(check_hint(head, hint.as_ref()));
+    }
+    Err(Error::corrupt(
+        chain.dir(),
+        "versions keep vanishing between listing and reading",
+    ))
+}
+
+/// A head older than the version the hint names has lost versions that were committed.
+fn check_hint<S: super::Versioned>(mut head: Head<S>, hint: Option<&(Path, u64)>) -> Head<S> {
+    if let Some((key, version)) = hint
+        && *version > head.tip.number()
+        && head.blocked.is_none()
+    {
+        head.blocked = Some(Blocked {
+            key: key.to_string(),
+            reason: format!(
+                "version {version} was committed (the chain's hint names it) but the store now \
+                 ends at version {}: newer objects were deleted by hand or by a lifecycle rule, \
+                 and writing on would reuse their offsets",
+                head.tip.number()
+            ),
+        });
+    }
+    head
+}
+
+enum Newest<S> {
+    Nothing,
+    Vanished,
+    /// The newest version that decodes, and whether damaged objects listed after it were
+    /// stepped over.
+    Found(Version<S>, bool),
+}
+
+/// The head at `v`, the newest listed version. Only when damaged objects were listed after it
+/// can its successor be one of them: then probe, to learn whether the chain is blocked.
+async fn settle<C: Chain>(
+    chain: &C,
+    v: Version<C::State>,
+    stepped_back: bool,
+) -> Result<Head<C::State>> {
+    if stepped_back {
+        walk_forward(chain, v).await
+    } else {
+        Ok(Head::clear(v))
+    }
+}
+
+/// The newest decodable version listed after `after` (all versions when `None`). Damaged
+/// objects are stepped over, newest first; when every listed object is damaged, the chain is
+/// walked from its start (which finds the damage at version 1 if it is there).
+async fn newest_listed<C: Chain>(chain: &C, after: Option<&Path>) -> Result<Newest<C::State>> {
+    let listed = list_versions(chain, after).await?;
+    let mut damaged = None;
+    for (i, (key, _)) in listed.iter().rev().enumerate() {
+        if i >= STEP_BACK_MAX {
+            break;
+        }
+        match chain.read(key, ReadFor::State).await {
+            Ok(Some(v)) => return Ok(Newest::Found(v, damaged.is_some())),
+            Ok(None) if i == 0 => return Ok(Newest::Vanished),
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                damaged.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match damaged {
+        // Every listed object is damaged: build on what precedes them, if anything.
+        Some(_) if after.is_none() && listed.len() <= STEP_BACK_MAX => {
+            Ok(Newest::Found(chain.genesis(), true))
+        }
+        Some(e) if listed.len() > STEP_BACK_MAX => Err(e),
+        _ => Ok(Newest::Nothing),
+    }
+}
+
+/// The versions in the chain's folder after `after`, in chain order, with their keys.
+pub async fn list_versions<C: Chain>(chain: &C, after: Option<&Path>) -> Result<Vec<(Path, u64)>> {
+    let metas = chain.store().list_after(&chain.dir(), after).await?;
+    Ok(metas
+        .into_iter()
+        .filter_map(|m| chain.parse_key(&m.location).map(|v| (m.location, v)))
+        .collect())
+}
+
+async fn read_hint<C: Chain>(chain: &C) -> Result<Option<(Path, u64)>> {
+    let Some(bytes) = chain.store().get(&chain.hint_key()).await? else {
+        return Ok(None);
+    };
+    // A hint is advisory: an unreadable one costs a full listing, not an error. A hint must
+    // name a key of this chain, so a damaged one cannot point discovery elsewhere.
+    Ok(serde_json::from_slice::<Hint>(&bytes)
+        .ok()
+        .map(|h| (Path::from(h.key), h.version))
+        .filter(|(key, version)| chain.parse_key(key) == Some(*version)))
+}
+
+/// Rewrites the chain's hint if `v` is due for one.
+pub fn maybe_write_hint<C: Chain>(chain: &C, v: &Version<C::State>) {
+    if v.number() > 0 && v.number().is_multiple_of(HINT_EVERY_VERSIONS) {
+        write_hint(chain, v);
+    }
+}
+
+/// Rewrites the chain's hint to name `v`, in the background: a hint never delays an
+/// acknowledgement, and a failed one only makes the next cold start list a little more.
+pub fn write_hint<C: Chain>(chain: &C, v: &Version<C::State>) {
+    let Some(key) = chain.key_of(&v.state) else {
+        return;
+    };
+    let hint = Hint {
+        version: v.number(),
+        key: key.to_string(),
+    };
+    let Ok(bytes) = serde_json::to_vec(&hint) else {
+        return;
+    };
+    let store = chain.store().clone();
+    let hint_key = chain.hint_key();
+    tokio::spawn(async move {
+        if let Err(e) = store.overwrite(&hint_key, bytes.into()).await {
+            tracing::debug!(key = %hint_key, error = %e, "hint not written");
+        }
+    });
+}
