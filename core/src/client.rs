@@ -53,6 +53,7 @@ struct Inner {
     hedge: Hedge,
     topics: Mutex<Lru<TopicName, Arc<TopicMeta>>>,
     caches: Caches,
+    groups: crate::group::GroupCache,
 }
 
 /// How a client is built; the defaults suit everything but tests and simulations.
@@ -173,6 +174,7 @@ impl Pail {
                 hedge: Hedge::new(options.hedged_creates),
                 topics: Mutex::new(Lru::new(TOPIC_CACHE_ENTRIES, usize::MAX)),
                 caches: Caches::new(options.cache_limits),
+                groups: Mutex::new(Lru::new(crate::group::GROUP_CACHE_ENTRIES, usize::MAX)),
             }),
         }
     }
@@ -188,6 +190,14 @@ impl Pail {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    pub(crate) fn entropy(&self) -> &Entropy {
+        &self.inner.entropy
+    }
+
+    pub(crate) fn group_cache(&self) -> &crate::group::GroupCache {
+        &self.inner.groups
     }
 
     /// A uniform integer in `0..=max` from the client's seedable generator (jitter and

@@ -154,6 +154,15 @@ pub enum Error {
         source: object_store::Error,
     },
 
+    #[error("unknown consumer group {group:?}")]
+    UnknownGroup { group: String },
+
+    #[error("member {member} is not in group {group} (it left, or its session timed out); join again")]
+    UnknownMember { group: String, member: String },
+
+    #[error("group {group} has {members} live members; stop them first")]
+    GroupActive { group: String, members: usize },
+
     #[error("refusing to use the store at {location}: {reason}")]
     UnsafeStore { location: String, reason: String },
 
@@ -248,7 +257,11 @@ impl Error {
             | Error::TooManyRecords { .. }
             | Error::ProducerSequence { .. }
             | Error::Encode(_) => ErrorKind::InvalidInput,
-            Error::UnknownTopic { .. } | Error::UnknownPartition { .. } => ErrorKind::NotFound,
+            Error::UnknownTopic { .. }
+            | Error::UnknownPartition { .. }
+            | Error::UnknownGroup { .. } => ErrorKind::NotFound,
+            Error::UnknownMember { .. } => ErrorKind::Fenced,
+            Error::GroupActive { .. } => ErrorKind::InvalidInput,
             Error::TopicExists { .. } => ErrorKind::AlreadyExists,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Error::Conflict { .. } => ErrorKind::Conflict,

@@ -23,17 +23,21 @@
 //! - [`chain`]: the create-only chain of versions: the commit loop and the tip finder that
 //!   partitions and consumer groups share.
 //! - [`log`]: one partition as a chain of segments: appends, retries, fetch.
+//! - [`group`]: consumer groups as a chain of JSON versions: membership, assignment, offsets.
 //! - [`client`]: [`Pail`], the API every binary uses.
+//! - [`consumer`]: the group consumer: poll, commit, seek, rebalances.
 //! - [`producer`]: batching, partitioning, group commit and idempotent retries over [`Pail`].
 
 pub mod cache;
 pub mod chain;
 pub mod client;
 pub mod clock;
+pub mod consumer;
 pub mod entropy;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod group;
 
 pub mod log;
 pub mod manifest;

@@ -5,6 +5,8 @@
 //! topics/{topic}/partition={p}/{base:020}-{version:020}.parquet  segment = commit (create-once)
 //! topics/{topic}/_hints/partition={p}.json                    latest-version hint (overwritten)
 //! _staging/                                                    local store's uploads in flight
+//! groups/{group}/versions/{version:020}.json                  group state version (create-once)
+//! groups/{group}/_hint.json                                   latest-version hint (overwritten)
 //! _pail/conditional-writes.json                                the store passed the create check
 //! _pail/probes/{id}                                            that check's throwaway objects
 //! ```
@@ -26,6 +28,40 @@ const TOPICS: &str = "topics";
 const SEGMENT_SUFFIX: &str = ".parquet";
 /// Digits in a zero-padded offset or version: u64::MAX has 20.
 const WIDTH: usize = 20;
+
+const GROUPS: &str = "groups";
+const GROUP_VERSION_SUFFIX: &str = ".json";
+
+/// The folder holding every consumer group.
+pub fn groups_root() -> Path {
+    Path::from(GROUPS)
+}
+
+/// The folder of one group's chain of versions: nothing else lives there.
+pub fn group_versions(group: &str) -> Path {
+    groups_root().join(group).join("versions")
+}
+
+/// Version `version` of a group's state (create-once).
+pub fn group_version(group: &str, version: u64) -> Path {
+    group_versions(group).join(format!("{version:0WIDTH$}{GROUP_VERSION_SUFFIX}"))
+}
+
+/// The version a group version key names, or `None` for any other object.
+pub fn parse_group_version(key: &Path) -> Option<u64> {
+    let name = key.filename()?.strip_suffix(GROUP_VERSION_SUFFIX)?;
+    (name.len() == WIDTH).then(|| name.parse().ok())?
+}
+
+/// A group's newest-version hint (advisory, overwritten).
+pub fn group_hint(group: &str) -> Path {
+    groups_root().join(group).join("_hint.json")
+}
+
+/// The group named by a child folder of [`groups_root`].
+pub fn parse_group_dir(prefix: &Path) -> Option<String> {
+    prefix.filename().map(str::to_string)
+}
 
 /// The store's verdict on its conditional writes, written once by the first client that
 /// checked them.
