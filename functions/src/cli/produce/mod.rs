@@ -1,45 +1,62 @@
 //! `pail produce`: one record per stdin line, batched into commits by the core producer.
 
-use bytes::Bytes;
+mod input;
+
 use clap::Args;
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use pail_core::producer::{Delivered, Delivery, Producer, ProducerConfig};
-use pail_core::{Pail, Record};
+use pail_core::{Header, Pail, Record};
 use std::collections::BTreeSet;
 use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::{Format, UsageError, plural, values};
+
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  seq 1 1000 | pail produce orders                  one record per line
+  printf 'k1:v1\\nk2:v2\\n' | pail produce orders -K :  keyed: key before the first ':'
+  pail produce orders -p 0 -H source=import < data   all to partition 0, each with a header
+  pail consume a --format json | pail produce b --format json      copy a topic exactly")]
 pub struct ProduceArgs {
     pub topic: String,
     /// Send every record to this partition (default: by key, or sticky spreading when unkeyed).
-    #[arg(long)]
+    #[arg(short = 'p', long, value_parser = values::partition)]
     pub partition: Option<u32>,
     /// Split each line at the first SEP into key and value; a line without SEP is an error.
-    #[arg(long, value_name = "SEP")]
+    #[arg(short = 'K', long, value_name = "SEP", value_parser = values::separator)]
     pub key_separator: Option<String>,
+    /// Add this header to every record (repeat for more).
+    #[arg(short = 'H', long = "header", value_name = "NAME=VALUE", value_parser = input::parse_header)]
+    pub headers: Vec<Header>,
+    /// Input format: text (one record per line; a trailing \r is dropped, as Kafka's console
+    /// producer does) or json (one object per line, as consume --format json prints: key,
+    /// value and headers with *_encoding utf8|base64, optional partition and timestamp).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
     /// Wait up to this long for more records before committing a partition's batch.
-    #[arg(long, default_value_t = ProducerConfig::default().linger_ms)]
+    #[arg(long, value_name = "MS", default_value_t = ProducerConfig::default().linger_ms, value_parser = values::whole_u64)]
     pub linger_ms: u64,
     /// Most records per commit.
-    #[arg(long, default_value_t = ProducerConfig::default().batch_records_max)]
+    #[arg(long, value_name = "N", default_value_t = ProducerConfig::default().batch_records_max, value_parser = values::whole_usize)]
     pub batch_records: usize,
     /// Most payload bytes per commit.
-    #[arg(long, default_value_t = ProducerConfig::default().batch_bytes_max)]
+    #[arg(long, value_name = "BYTES", default_value_t = ProducerConfig::default().batch_bytes_max, value_parser = values::whole_u64)]
     pub batch_bytes: u64,
     /// Payload bytes buffered before reading stdin pauses.
-    #[arg(long, default_value_t = ProducerConfig::default().buffer_bytes_max)]
+    #[arg(long, value_name = "BYTES", default_value_t = ProducerConfig::default().buffer_bytes_max, value_parser = values::whole_u64)]
     pub buffer_bytes: u64,
     /// Turn off idempotent retries (a retried batch could then be appended twice).
     #[arg(long)]
     pub no_idempotence: bool,
     /// Give up on a record this long after it was read (the core default is Kafka's 120 s; a
     /// command line should not sit that long in front of a dead store).
-    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = values::whole_u64)]
     pub delivery_timeout_ms: u64,
     /// Take the lead of each partition written to, with a lease of this many ms.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = values::whole_u64)]
     pub lead_lease_ms: Option<u64>,
 }
 
@@ -55,6 +72,38 @@ impl ProduceArgs {
             delivery_timeout_ms: self.delivery_timeout_ms,
             ..ProducerConfig::default()
         }
+    }
+
+    /// Refuses option combinations clap cannot express, before the store is opened.
+    pub fn check(&self) -> Result<(), UsageError> {
+        if self.format == Format::Json && self.key_separator.is_some() {
+            return Err(UsageError(
+                "--format json reads each record's key from its line: leave out -K".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Input line `number` as a record and its partition, with the `-H` headers added.
+    fn parse(&self, line: &[u8], number: u64) -> anyhow::Result<input::Parsed> {
+        let (mut record, partition) = match self.format {
+            Format::Text => input::text_record(line, self.key_separator.as_deref())
+                .map(|r| (r, None))
+                .ok_or_else(|| {
+                    let sep = self.key_separator.as_deref().unwrap_or_default();
+                    anyhow::anyhow!("line {number} has no key separator {sep:?}")
+                })?,
+            Format::Json => input::json_record(line)
+                .map_err(|e| anyhow::anyhow!("line {number} is not a record in JSON: {e}"))?,
+        };
+        record.headers.extend(self.headers.iter().cloned());
+        let partition = match (self.partition, partition) {
+            (Some(flag), Some(own)) if flag != own => anyhow::bail!(
+                "line {number} names partition {own}, but --partition {flag} was given"
+            ),
+            (flag, own) => flag.or(own),
+        };
+        Ok((record, partition))
     }
 }
 
@@ -79,6 +128,20 @@ impl Tally {
             }
         }
     }
+
+    fn summary(&self, topic: &str, started: Instant) -> String {
+        let secs = started.elapsed().as_secs_f64();
+        format!(
+            "produced {} to {topic} ({}) in {secs:.2} s, {:.0} records/s{}",
+            plural(self.acked, "record"),
+            plural(self.partitions.len() as u64, "partition"),
+            self.acked as f64 / secs.max(1e-9),
+            match self.failed {
+                0 => String::new(),
+                n => format!("; {n} failed"),
+            }
+        )
+    }
 }
 
 pub async fn run(pail: &Pail, args: ProduceArgs) -> anyhow::Result<()> {
@@ -93,29 +156,14 @@ pub async fn run(pail: &Pail, args: ProduceArgs) -> anyhow::Result<()> {
     while let Some(result) = pending.next().await {
         tally.add(result);
     }
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "produced {} records to {} ({} partitions) in {:.2} s, {:.0} records/s{}",
-        tally.acked,
-        args.topic,
-        tally.partitions.len(),
-        secs,
-        tally.acked as f64 / secs.max(1e-9),
-        match tally.failed {
-            0 => String::new(),
-            n => format!("; {n} failed"),
-        }
-    );
+    eprintln!("{}", tally.summary(&args.topic, started));
     input?;
     if let Some(e) = tally.first_error {
         // Keep the error itself, not its text: its causes (say, "Connection refused") are
         // part of the one line the user gets.
-        let failed = tally.failed;
-        return Err(
-            anyhow::Error::new(e).context(format!("{failed} records were not acknowledged"))
-        );
+        let failed = plural(tally.failed, "record");
+        return Err(anyhow::Error::new(e).context(format!("{failed} not acknowledged")));
     }
-
     Ok(())
 }
 
@@ -136,17 +184,13 @@ async fn read_all(
             return Ok(());
         }
         number += 1;
-        if line.last() == Some(&b'\n') {
-            line.pop();
+        input::strip_line_end(&mut line);
+        // Blank lines separate nothing in JSON input; in text they are empty values.
+        if args.format == Format::Json && line.iter().all(u8::is_ascii_whitespace) {
+            continue;
         }
-        let record = to_record(&line, args.key_separator.as_deref()).ok_or_else(|| {
-            anyhow::anyhow!(
-                "line {number} has no key separator {:?}",
-                args.key_separator.as_deref().unwrap_or("")
-            )
-        })?;
-        let delivery = producer.send(record, args.partition).await?;
-        pending.push(delivery);
+        let (record, partition) = args.parse(&line, number)?;
+        pending.push(send(producer, record, partition, number).await?);
         // Collect what is already answered so memory stays bounded by what is in flight.
         while let Some(Some(result)) = pending.next().now_or_never() {
             tally.add(result);
@@ -159,34 +203,17 @@ async fn read_all(
     }
 }
 
-fn to_record(line: &[u8], separator: Option<&str>) -> Option<Record> {
-    let Some(sep) = separator.filter(|s| !s.is_empty()) else {
-        return Some(Record::from_value(Bytes::copy_from_slice(line)));
-    };
-    let sep = sep.as_bytes();
-    let at = line.windows(sep.len()).position(|w| w == sep)?;
-    Some(Record::keyed(
-        Bytes::copy_from_slice(&line[..at]),
-        Bytes::copy_from_slice(&line[at + sep.len()..]),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_at_the_first_separator() {
-        let r = to_record(b"k1::v::x", Some("::")).unwrap();
-        assert_eq!(
-            (r.key.as_deref(), r.value.as_deref()),
-            (Some(&b"k1"[..]), Some(&b"v::x"[..]))
-        );
-        assert!(to_record(b"no-sep", Some(":")).is_none());
-        let plain = to_record(b"a:b", None).unwrap();
-        assert_eq!(
-            (plain.key, plain.value.as_deref()),
-            (None, Some(&b"a:b"[..]))
-        );
+async fn send(
+    producer: &Producer,
+    record: Record,
+    partition: Option<u32>,
+    number: u64,
+) -> anyhow::Result<Delivery> {
+    if let Some(p) = partition {
+        producer
+            .topic()
+            .check_partition(p)
+            .map_err(|e| anyhow::Error::new(e).context(format!("line {number}")))?;
     }
+    Ok(producer.send(record, partition).await?)
 }
