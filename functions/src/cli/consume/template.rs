@@ -6,6 +6,7 @@
 //! `\n`, `\r`, `\t`, `\\`. Keys, values and headers are written as their raw bytes; a missing key
 //! or value prints as nothing. No newline is added: end the pattern with `\n`.
 
+use bytes::Bytes;
 use pail_core::StoredRecord;
 use std::io::Write;
 
@@ -88,24 +89,31 @@ impl Template {
         at: &Context<'_>,
         r: &StoredRecord,
     ) -> std::io::Result<()> {
-        let bytes = |b: &Option<bytes::Bytes>| b.as_deref().unwrap_or_default().to_vec();
-        let size = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, |b| b.len()).to_string();
         for piece in &self.0 {
             match piece {
                 Piece::Text(t) => out.write_all(t)?,
-                Piece::Value => out.write_all(&bytes(&r.value))?,
-                Piece::Key => out.write_all(&bytes(&r.key))?,
+                Piece::Value => out.write_all(bytes(&r.value))?,
+                Piece::Key => out.write_all(bytes(&r.key))?,
                 Piece::Topic => out.write_all(at.topic.as_bytes())?,
                 Piece::Partition => write!(out, "{}", at.partition)?,
                 Piece::Offset => write!(out, "{}", r.offset)?,
                 Piece::Timestamp => write!(out, "{}", r.timestamp_ms)?,
-                Piece::ValueSize => out.write_all(size(&r.value).as_bytes())?,
-                Piece::KeySize => out.write_all(size(&r.key).as_bytes())?,
+                Piece::ValueSize => write!(out, "{}", size(&r.value))?,
+                Piece::KeySize => write!(out, "{}", size(&r.key))?,
                 Piece::Headers => write_headers(out, r)?,
             }
         }
         Ok(())
     }
+}
+
+/// A key's or value's bytes; nothing when it is absent.
+fn bytes(b: &Option<Bytes>) -> &[u8] {
+    b.as_deref().unwrap_or_default()
+}
+
+fn size(b: &Option<Bytes>) -> usize {
+    b.as_ref().map_or(0, Bytes::len)
 }
 
 /// The piece a `%` token stands for; `None` for `%%`.
@@ -162,7 +170,6 @@ fn write_headers(out: &mut impl Write, r: &StoredRecord) -> std::io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use pail_core::Header;
 
     fn print(pattern: &str, r: &StoredRecord) -> Vec<u8> {
