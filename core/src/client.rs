@@ -129,6 +129,15 @@ pub struct PartitionDescription {
     pub blocked: Option<String>,
 }
 
+/// The topics of a store, as [`Pail::list_topics_checked`] finds them.
+#[derive(Debug, Default)]
+pub struct TopicListing {
+    /// Topics whose descriptor reads and decodes, sorted by name.
+    pub topics: Vec<TopicName>,
+    /// Topics whose descriptor could not be read or decoded, sorted by name.
+    pub unreadable: Vec<(TopicName, Error)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TopicDescription {
     pub topic: TopicName,
@@ -289,29 +298,45 @@ impl Pail {
         Ok(self.remember_topic(TopicMeta::decode(&bytes, key.as_ref(), &name)?))
     }
 
-    /// Every topic in the store, sorted by name.
+    /// Every topic in the store, sorted by name, including topics whose descriptor is damaged
+    /// (describe reports those); fails if any other descriptor cannot be read.
     pub async fn list_topics(&self) -> Result<Vec<TopicName>> {
+        let listing = self.list_topics_checked().await?;
+        let mut names = listing.topics;
+        for (name, e) in listing.unreadable {
+            match e {
+                Error::Corrupt { .. } => names.push(name),
+                other => return Err(other),
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every topic in the store, sorted by name, with the topics whose descriptor cannot be
+    /// read or decoded set apart with their errors: one bad descriptor hides no other topic.
+    /// Fails only if the topics folder itself cannot be listed.
+    pub async fn list_topics_checked(&self) -> Result<TopicListing> {
         let dirs = self.inner.store.list_dirs(&keys::topics_root()).await?;
         let names: Vec<TopicName> = dirs.iter().filter_map(keys::parse_topic_dir).collect();
-        // A folder without a descriptor is not a topic (say, a create that failed half-way on a
-        // store that makes folders eagerly).
         let checks = futures::stream::iter(names)
             .map(|name| async move {
-                let exists =
-                    self.topic(name.as_str())
-                        .await
-                        .map(|_| true)
-                        .or_else(|e| match e {
-                            Error::UnknownTopic { .. } => Ok(false),
-                            // A damaged descriptor still names a topic; describe reports it.
-                            Error::Corrupt { .. } => Ok(true),
-                            other => Err(other),
-                        })?;
-                Ok::<_, Error>(exists.then_some(name))
+                let found = self.topic(name.as_str()).await;
+                (name, found)
             })
             .buffered(DESCRIBE_CONCURRENCY);
-        let found: Vec<Option<TopicName>> = checks.try_collect().await?;
-        Ok(found.into_iter().flatten().collect())
+        let checked: Vec<_> = checks.collect().await;
+        let mut listing = TopicListing::default();
+        for (name, found) in checked {
+            match found {
+                Ok(_) => listing.topics.push(name),
+                // A folder without a descriptor is not a topic (say, a create that failed
+                // half-way on a store that makes folders eagerly).
+                Err(Error::UnknownTopic { .. }) => {}
+                Err(e) => listing.unreadable.push((name, e)),
+            }
+        }
+        Ok(listing)
     }
 
     /// The topic's settings and, per partition, its offsets, segment count and bytes.

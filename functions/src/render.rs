@@ -1,15 +1,17 @@
 //! Records as JSON: one object per record, bytes as UTF-8 text where they are valid UTF-8 and
-//! base64 otherwise, with an `*_encoding` field saying which.
+//! base64 otherwise, with an `*_encoding` field saying which. [`JsonRecordIn`] reads the same
+//! shape back, so what `pail consume --format json` prints, `pail produce --format json` takes.
 
 use base64::Engine;
 use bytes::Bytes;
-use pail_core::StoredRecord;
-use serde::Serialize;
+use pail_core::{Header, Record, StoredRecord};
+use serde::{Deserialize, Serialize};
 
 /// How a byte field was written out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
+    #[default]
     Utf8,
     Base64,
 }
@@ -86,6 +88,85 @@ impl<'a> JsonRecord<'a> {
     }
 }
 
+/// A record to produce, in the shape [`JsonRecord`] prints. `topic` and `offset` are accepted
+/// and ignored (the log assigns offsets; the command line names the topic); unknown fields are
+/// refused, so a misspelt one is not silently dropped.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonRecordIn {
+    #[serde(default, rename = "topic")]
+    pub _topic: Option<String>,
+    #[serde(default, rename = "offset")]
+    pub _offset: Option<u64>,
+    #[serde(default)]
+    pub partition: Option<u32>,
+    /// Milliseconds since the Unix epoch; the producer's clock when absent.
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_encoding: Option<Encoding>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub value_encoding: Option<Encoding>,
+    #[serde(default)]
+    pub headers: Vec<JsonHeaderIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonHeaderIn {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub value_encoding: Option<Encoding>,
+}
+
+/// The bytes `text` stands for in `encoding` (UTF-8 when absent).
+pub fn decode_bytes(text: &str, encoding: Option<Encoding>) -> Result<Bytes, String> {
+    match encoding.unwrap_or_default() {
+        Encoding::Utf8 => Ok(Bytes::copy_from_slice(text.as_bytes())),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(Bytes::from)
+            .map_err(|e| format!("not base64 ({e})")),
+    }
+}
+
+fn decode_optional(
+    field: &str,
+    text: Option<&str>,
+    encoding: Option<Encoding>,
+) -> Result<Option<Bytes>, String> {
+    text.map(|t| decode_bytes(t, encoding).map_err(|e| format!("{field}: {e}")))
+        .transpose()
+}
+
+impl JsonRecordIn {
+    /// The record this stands for.
+    pub fn to_record(&self) -> Result<Record, String> {
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| {
+                Ok(Header {
+                    key: h.key.clone(),
+                    value: decode_optional("header value", h.value.as_deref(), h.value_encoding)?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Record {
+            key: decode_optional("key", self.key.as_deref(), self.key_encoding)?,
+            value: decode_optional("value", self.value.as_deref(), self.value_encoding)?,
+            headers,
+            timestamp_ms: self.timestamp,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +194,48 @@ mod tests {
             (json["partition"].as_u64(), json["offset"].as_u64()),
             (Some(2), Some(7))
         );
+    }
+
+    #[test]
+    fn what_is_printed_reads_back_as_the_same_record() {
+        let r = StoredRecord {
+            offset: 3,
+            timestamp_ms: 1_650_000_000_000,
+            key: Some(Bytes::from_static(b"\x00k")),
+            value: Some(Bytes::from_static(b"caf\xc3\xa9 \xff")),
+            headers: vec![
+                Header {
+                    key: "bin".into(),
+                    value: Some(Bytes::from_static(b"\xde\xad")),
+                },
+                Header {
+                    key: "none".into(),
+                    value: None,
+                },
+            ],
+        };
+        let line = serde_json::to_string(&JsonRecord::new("t", 1, &r)).unwrap();
+        let back: JsonRecordIn = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.partition, Some(1));
+        let rec = back.to_record().unwrap();
+        assert_eq!(
+            (rec.key, rec.value, rec.headers, rec.timestamp_ms),
+            (r.key, r.value, r.headers, Some(r.timestamp_ms))
+        );
+    }
+
+    #[test]
+    fn bad_json_records_say_what_is_wrong() {
+        let err = |line: &str| match serde_json::from_str::<JsonRecordIn>(line) {
+            Ok(r) => r.to_record().unwrap_err(),
+            Err(e) => e.to_string(),
+        };
+        assert!(err(r#"{"vale":"x"}"#).contains("unknown field `vale`"));
+        assert!(err(r#"{"value":"x","value_encoding":"hex"}"#).contains("unknown variant `hex`"));
+        assert!(err(r#"{"value":"!!","value_encoding":"base64"}"#).contains("value: not base64"));
+        assert!(err(r#"{"partition":-1}"#).contains("invalid value"));
+        // Only a value: a plain unkeyed record.
+        let plain: JsonRecordIn = serde_json::from_str(r#"{"value":"v"}"#).unwrap();
+        assert_eq!(plain.to_record().unwrap(), Record::from_value("v"));
     }
 }

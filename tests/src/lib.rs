@@ -6,6 +6,8 @@
 //! `PAIL_REQUIRE_S3=1` (as in CI) and are skipped with a message otherwise.
 #![allow(clippy::unwrap_used)]
 
+pub mod cli;
+
 use object_store::ObjectStore;
 use pail_core::storage::faults::{Faults, FaultyStore};
 use pail_core::storage::metrics::{MeteredStore, RequestCounts};

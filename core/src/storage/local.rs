@@ -261,4 +261,33 @@ mod tests {
             0
         );
     }
+
+    /// An upload older than the safe age was abandoned by a crashed writer and goes; a fresh one
+    /// may belong to a live writer and stays.
+    #[test]
+    fn sweep_removes_only_abandoned_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("_staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        let now = SystemTime::now();
+        let ages = [
+            ("fresh", Duration::ZERO),
+            ("young", STAGING_ABANDONED_AFTER - Duration::from_secs(60)),
+            (
+                "abandoned",
+                STAGING_ABANDONED_AFTER + Duration::from_secs(60),
+            ),
+        ];
+        for (name, age) in ages {
+            let file = File::create(staging.join(name)).unwrap();
+            file.set_modified(now - age).unwrap();
+        }
+        LocalStore::new(dir.path()).unwrap().sweep();
+        let mut left: Vec<String> = std::fs::read_dir(&staging)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["fresh", "young"]);
+    }
 }

@@ -97,8 +97,19 @@ impl Store {
     }
 
     /// Opens the store a URL names: a directory path or `file:///abs/path`, `memory://`, or
-    /// `s3://bucket/prefix` (configured by the standard AWS environment variables).
+    /// `s3://bucket/prefix` (configured by the standard AWS environment variables). A directory
+    /// that does not exist yet is created.
     pub async fn open(url: &str) -> Result<Self> {
+        Store::open_with(url, true).await
+    }
+
+    /// Like [`Store::open`], but a directory store must exist already: for commands that only
+    /// read, so a typo in the path fails instead of leaving an empty directory behind.
+    pub async fn open_existing(url: &str) -> Result<Self> {
+        Store::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, create: bool) -> Result<Self> {
         let url = url.trim();
         if url.is_empty() {
             return Err(invalid_url(url, "empty"));
@@ -116,7 +127,7 @@ impl Store {
                     "file:// needs an absolute path, as in file:///data/pail",
                 ));
             }
-            return open_local(url, path);
+            return open_local(url, path, create);
         }
         if url.contains("://") {
             return Err(invalid_url(
@@ -124,7 +135,7 @@ impl Store {
                 "unsupported scheme; use a directory path, file:///abs/path, memory:// or s3://bucket/prefix",
             ));
         }
-        open_local(url, url)
+        open_local(url, url, create)
     }
 
     /// Returns a copy whose backend is `wrap(backend)`: how fault injection, request metrics and
@@ -328,9 +339,16 @@ fn invalid_url(url: &str, reason: &str) -> Error {
 /// A directory store. Creates are staged outside the data folders and fsynced (file and
 /// directory) before they are acknowledged, so an acknowledged commit survives a machine crash,
 /// as it would on S3, and a crashed writer leaves nothing a reader of the folders would see.
-fn open_local(url: &str, path: &str) -> Result<Store> {
-    std::fs::create_dir_all(path)
-        .map_err(|e| invalid_url(url, &format!("cannot create directory: {e}")))?;
+fn open_local(url: &str, path: &str, create: bool) -> Result<Store> {
+    if create {
+        std::fs::create_dir_all(path)
+            .map_err(|e| invalid_url(url, &format!("cannot create directory: {e}")))?;
+    } else if !std::path::Path::new(path).is_dir() {
+        return Err(invalid_url(
+            url,
+            "no pail store there: the directory does not exist (topic create and produce make it)",
+        ));
+    }
     let abs = std::fs::canonicalize(path)
         .map_err(|e| invalid_url(url, &format!("cannot resolve directory: {e}")))?;
     let fs = local::LocalStore::new(&abs).map_err(|e| invalid_url(url, &e.to_string()))?;

@@ -37,26 +37,26 @@ pub struct BenchArgs {
     #[arg(value_enum)]
     pub mode: Mode,
     /// Records to produce in all.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = crate::cli::values::whole_u64)]
     pub records: u64,
     /// Size of each record's value.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = crate::cli::values::whole_usize)]
     pub record_bytes: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::values::partitions)]
     pub partitions: u32,
     /// Most payload bytes per commit.
-    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = crate::cli::values::whole_u64)]
     pub batch_bytes: u64,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::cli::values::whole_u64)]
     pub linger_ms: u64,
     /// Independent writers (each its own client and producer, racing like separate processes).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::values::whole_usize)]
     pub writers: usize,
     /// Concurrent sending tasks per writer (sharing its producer and its commits).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::cli::values::whole_usize)]
     pub senders: usize,
     /// Target records per second in all (0: as fast as possible).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::values::whole_u64)]
     pub rate: u64,
     /// Also write the results as JSON here.
     #[arg(long)]
@@ -66,10 +66,10 @@ pub struct BenchArgs {
     pub quiet: bool,
     /// PUT pairs timed after the run, at the run's mean segment size, as the yardstick for
     /// acknowledgement latency (0: skip).
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 400, value_parser = crate::cli::values::whole_usize)]
     pub reference_puts: usize,
     /// Seed of the simulated store's latencies.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::values::whole_u64)]
     pub seed: u64,
 }
 

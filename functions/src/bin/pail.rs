@@ -1,9 +1,15 @@
 //! The `pail` command line. Errors are one line on stderr and a non-zero exit: 2 for a bad
 //! command line, 1 for anything else. Never a panic backtrace.
 
-use clap::Parser;
-use pail_functions::cli::{Cli, is_broken_pipe, run};
+use clap::FromArgMatches;
+use clap::error::ErrorKind;
+use pail_functions::cli::{
+    Cli, Reported, UsageError, command, describe, is_broken_pipe, one_line, run,
+};
 use std::process::ExitCode;
+
+/// Exit code for a command line that does not parse or make sense.
+const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
@@ -24,19 +30,9 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("pail: internal error: {}{at}", one_line(&message));
     }));
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
-        Err(e) if e.use_stderr() => {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid command line");
-            eprintln!("pail: {} (see pail --help)", first.trim());
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            // --help and --version.
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -51,26 +47,55 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Reported>() => ExitCode::FAILURE,
+        Err(e) if e.is::<UsageError>() => {
+            eprintln!("pail: error: {e} (see pail --help)");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
-            eprintln!("pail: error: {}", one_line(&describe(&e)));
+            eprintln!("pail: error: {}", describe(e.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-/// The error and those of its causes that it does not already spell out: pail's and
-/// object_store's errors include their sources in their own message.
-fn describe(e: &anyhow::Error) -> String {
-    let mut text = e.to_string();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text = format!("{text}: {cause}");
+/// The command line, or the exit code after clap's answer: help and version on stdout, `pail`
+/// alone prints its help on stderr (exit 2, as git and kcat print their usage), and every
+/// other error is one line that keeps what clap says (which argument, which value, why).
+fn parse() -> Result<Cli, ExitCode> {
+    let error = match command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            Err(ExitCode::SUCCESS)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+        _ => {
+            eprintln!("pail: {} (see pail --help)", first_paragraph(&error));
+            Err(ExitCode::from(EXIT_USAGE))
         }
     }
-    text
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// clap's message up to its first blank line, on one line: the error and what it names (a
+/// missing argument is listed on the lines after "were not provided:"), without usage or tips.
+fn first_paragraph(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let paragraph: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    match one_line(&paragraph.join(" ")) {
+        text if text.is_empty() => "invalid command line".to_string(),
+        text => text,
+    }
 }

@@ -4,15 +4,30 @@ use clap::{Args, Subcommand};
 use pail_core::{Pail, TimestampType, TopicConfig, TopicDescription};
 use std::io::Write;
 
-use super::{Format, FormatArg};
+use super::{Format, FormatArg, Reported, plural, values};
 
 #[derive(Debug, Subcommand)]
 pub enum TopicCommand {
     /// Create a topic.
+    #[command(after_help = "\
+Examples:
+  pail topic create orders --partitions 6
+  pail topic create audit --partitions 1 --timestamp-type log-append-time")]
     Create(CreateArgs),
     /// List topics, one per line.
+    ///
+    /// A topic whose descriptor cannot be read or decoded is reported on stderr after the
+    /// others are listed, and the exit is 1.
+    #[command(after_help = "\
+Examples:
+  pail topic list
+  pail --store s3://my-bucket/pail topic list")]
     List,
     /// Show a topic's settings and, per partition, offsets, segments and bytes.
+    #[command(after_help = "\
+Examples:
+  pail topic describe orders
+  pail topic describe orders --format json")]
     Describe {
         name: String,
         #[command(flatten)]
@@ -25,13 +40,14 @@ pub struct CreateArgs {
     /// Topic name: 1 to 249 characters of [A-Za-z0-9._-], not '.' or '..'.
     pub name: String,
     /// Number of partitions, 1 to 10000.
-    #[arg(long)]
+    #[arg(long, value_parser = values::partitions)]
     pub partitions: u32,
     /// Which timestamp records keep: the producer's (create-time) or the commit's.
     #[arg(long, value_enum, default_value = "create-time")]
     pub timestamp_type: TimestampArg,
     /// Largest record (key + value + headers) in bytes.
-    #[arg(long, default_value_t = pail_core::topic::RECORD_BYTES_MAX_DEFAULT)]
+    #[arg(long, value_name = "BYTES", default_value_t = pail_core::topic::RECORD_BYTES_MAX_DEFAULT,
+          value_parser = values::whole_u64)]
     pub record_bytes_max: u64,
 }
 
@@ -41,29 +57,18 @@ pub enum TimestampArg {
     LogAppendTime,
 }
 
+impl TopicCommand {
+    /// True for the commands that may create the store (a directory store's folder).
+    pub fn writes(&self) -> bool {
+        matches!(self, TopicCommand::Create(_))
+    }
+}
+
 pub async fn run(pail: &Pail, cmd: TopicCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
-        TopicCommand::Create(args) => {
-            let config = TopicConfig {
-                partitions: args.partitions,
-                timestamp_type: match args.timestamp_type {
-                    TimestampArg::CreateTime => TimestampType::CreateTime,
-                    TimestampArg::LogAppendTime => TimestampType::LogAppendTime,
-                },
-                record_bytes_max: args.record_bytes_max,
-            };
-            let meta = pail.create_topic(&args.name, config).await?;
-            eprintln!(
-                "created topic {} with {} partitions",
-                meta.name, meta.config.partitions
-            );
-        }
-        TopicCommand::List => {
-            for name in pail.list_topics().await? {
-                writeln!(out, "{name}")?;
-            }
-        }
+        TopicCommand::Create(args) => create(pail, args).await?,
+        TopicCommand::List => list(pail, &mut out).await?,
         TopicCommand::Describe { name, format } => {
             let d = pail.describe_topic(&name).await?;
             match format.format {
@@ -74,6 +79,40 @@ pub async fn run(pail: &Pail, cmd: TopicCommand) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+async fn create(pail: &Pail, args: CreateArgs) -> anyhow::Result<()> {
+    let config = TopicConfig {
+        partitions: args.partitions,
+        timestamp_type: match args.timestamp_type {
+            TimestampArg::CreateTime => TimestampType::CreateTime,
+            TimestampArg::LogAppendTime => TimestampType::LogAppendTime,
+        },
+        record_bytes_max: args.record_bytes_max,
+    };
+    let meta = pail.create_topic(&args.name, config).await?;
+    eprintln!(
+        "created topic {} with {}",
+        meta.name,
+        plural(u64::from(meta.config.partitions), "partition")
+    );
+    Ok(())
+}
+
+/// Lists every readable topic; each unreadable one gets a line on stderr and the exit is 1.
+async fn list(pail: &Pail, out: &mut impl Write) -> anyhow::Result<()> {
+    let listing = pail.list_topics_checked().await?;
+    for name in &listing.topics {
+        writeln!(out, "{name}")?;
+    }
+    out.flush()?;
+    for (_, e) in &listing.unreadable {
+        eprintln!("pail: error: {}", super::describe(e));
+    }
+    match listing.unreadable.len() {
+        0 => Ok(()),
+        n => Err(Reported(n).into()),
+    }
 }
 
 fn print_description(out: &mut impl Write, d: &TopicDescription) -> std::io::Result<()> {
