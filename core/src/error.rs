@@ -157,7 +157,9 @@ pub enum Error {
     #[error("unknown consumer group {group:?}")]
     UnknownGroup { group: String },
 
-    #[error("member {member} is not in group {group} (it left, or its session timed out); join again")]
+    #[error(
+        "member {member} is not in group {group} (it left, or its session timed out); join again"
+    )]
     UnknownMember { group: String, member: String },
 
     #[error("group {group} has {members} live members; stop them first")]

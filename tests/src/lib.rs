@@ -463,3 +463,23 @@ pub fn python() -> Option<String> {
         }
     }
 }
+
+/// Wall time as tokio's clock tells it, from one origin per thread, so every client of a test
+/// on a paused runtime agrees on the time and leases expire in step with `tokio::time::sleep`.
+#[derive(Debug)]
+pub struct TokioClock(tokio::time::Instant);
+
+impl TokioClock {
+    pub fn shared() -> std::sync::Arc<dyn pail_core::Clock> {
+        thread_local! {
+            static ORIGIN: tokio::time::Instant = tokio::time::Instant::now();
+        }
+        std::sync::Arc::new(TokioClock(ORIGIN.with(|o| *o)))
+    }
+}
+
+impl pail_core::Clock for TokioClock {
+    fn now_ms(&self) -> i64 {
+        1_700_000_000_000 + self.0.elapsed().as_millis() as i64
+    }
+}

@@ -80,13 +80,25 @@ where
     C: Chain,
 {
     let mut attempts = Attempts::new(chain, ctx);
-    let mut tip = match chain.cached() {
-        Some(cached) => cached,
-        None => writable(chain, attempts.bounded(tip::latest(chain)).await?)?,
+    // A cached tip may be stale: an edit it refuses is checked again on the latest version
+    // before the refusal is reported (a lease since released, a member since gone).
+    let (mut tip, mut confirmed) = match chain.cached() {
+        Some(cached) => (cached, false),
+        None => (
+            writable(chain, attempts.bounded(tip::latest(chain)).await?)?,
+            true,
+        ),
     };
     for attempt in 1..=COMMIT_ATTEMPTS_MAX {
         let id = attempt_id();
-        let (next, bytes) = match build(&tip, &id)? {
+        let step = match build(&tip, &id) {
+            Err(_) if !confirmed => {
+                tip = writable(chain, attempts.bounded(tip::latest(chain)).await?)?;
+                build(&tip, &id)?
+            }
+            step => step?,
+        };
+        let (next, bytes) = match step {
             Step::Done(d) => return Ok(Outcome::Done(d)),
             Step::Create(next, bytes) => (next, bytes),
         };
@@ -103,6 +115,7 @@ where
                     .map_err(|e| Error::corrupt(&key, e))?;
                 let head = attempts.bounded(tip::walk_forward(chain, rival)).await?;
                 tip = writable(chain, head)?;
+                confirmed = true;
                 chain.offer(&tip);
                 attempts.pause_after_conflict(attempt).await;
             }

@@ -92,7 +92,9 @@ impl ConsumerConfig {
         if self.auto_commit_interval_ms == 0 {
             return bad("auto_commit_interval_ms must be at least 1".into());
         }
-        if self.max_poll_records == 0 || self.max_poll_records > crate::log::fetch::FETCH_RECORDS_MAX {
+        if self.max_poll_records == 0
+            || self.max_poll_records > crate::log::fetch::FETCH_RECORDS_MAX
+        {
             return bad(format!(
                 "max_poll_records must be 1 to {}",
                 crate::log::fetch::FETCH_RECORDS_MAX
@@ -299,7 +301,8 @@ impl Consumer {
         {
             return self.heartbeat(self.config.auto_commit).await;
         }
-        if now.duration_since(self.last_read).as_millis() as u64 >= self.config.heartbeat_interval_ms
+        if now.duration_since(self.last_read).as_millis() as u64
+            >= self.config.heartbeat_interval_ms
         {
             self.last_read = now;
             let state = self.pail.group_state(&self.config.group).await?;

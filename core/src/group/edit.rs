@@ -9,9 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::assign::{Subscriber, assign};
 use super::state::{
-    Assignor, CommittedOffset, GROUP_FORMAT, GroupState, MEMBER_METADATA_MAX_BYTES,
-    MEMBERS_MAX, Member, OFFSET_METADATA_MAX_BYTES, Ownership, Protocol, TopicPartition,
-    check_successor,
+    Assignor, CommittedOffset, GROUP_FORMAT, GroupState, MEMBER_METADATA_MAX_BYTES, MEMBERS_MAX,
+    Member, OFFSET_METADATA_MAX_BYTES, Ownership, Protocol, TopicPartition, check_successor,
 };
 
 /// Shortest and longest session timeouts a member may ask for.
@@ -77,7 +76,9 @@ pub enum GroupEdit {
         assignment: BTreeMap<TopicPartition, String>,
     },
     /// An operator sets committed offsets; refused while any member is live.
-    ResetOffsets { offsets: BTreeMap<TopicPartition, u64> },
+    ResetOffsets {
+        offsets: BTreeMap<TopicPartition, u64>,
+    },
     /// An operator deletes the group; refused while any member is live.
     Delete,
 }
@@ -107,7 +108,11 @@ pub enum GroupError {
 }
 
 /// Applies `edit` to `prev`, returning the group's next state.
-pub fn apply(prev: &GroupState, edit: &GroupEdit, ctx: &GroupCtx<'_>) -> Result<GroupState, GroupError> {
+pub fn apply(
+    prev: &GroupState,
+    edit: &GroupEdit,
+    ctx: &GroupCtx<'_>,
+) -> Result<GroupState, GroupError> {
     let mut next = skeleton(prev, ctx);
     let rebalance = match edit {
         GroupEdit::Join(join) => apply_join(&mut next, join, ctx.now_ms)?,
@@ -365,7 +370,9 @@ fn apply_set_assignment(
     let mut owners = BTreeMap::new();
     for (tp, m) in assignment {
         if next.member(m).is_none() {
-            return Err(GroupError::Invalid(format!("{tp} is assigned to unknown member {m}")));
+            return Err(GroupError::Invalid(format!(
+                "{tp} is assigned to unknown member {m}"
+            )));
         }
         owners.insert(
             tp.clone(),
@@ -468,7 +475,9 @@ fn rebalance_now(next: &mut GroupState) {
         .iter()
         .filter_map(|(tp, o)| {
             let holder = o.next.clone().unwrap_or_else(|| o.owner.clone());
-            present.contains(holder.as_str()).then(|| (tp.clone(), holder))
+            present
+                .contains(holder.as_str())
+                .then(|| (tp.clone(), holder))
         })
         .collect();
     let subscribers: Vec<Subscriber> = next

@@ -149,7 +149,7 @@ impl Pail {
     /// Members, assignment, committed offsets, end offsets and lag.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         let s = self.group_state(group).await?;
-        if s.version == 0 {
+        if s.version == 0 || s.deleted {
             return Err(Error::UnknownGroup {
                 group: group.to_string(),
             });

@@ -17,8 +17,10 @@ pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 /// Longest member metadata (the classic protocol's subscription bytes, base64), in bytes.
 pub const MEMBER_METADATA_MAX_BYTES: usize = 16 * 1024;
 
-/// A topic and one of its partitions.
+/// A topic and one of its partitions. Stored as `"topic/partition"` (topic names cannot hold a
+/// `/`), so it can key a JSON map.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: u32,
@@ -30,6 +32,25 @@ impl TopicPartition {
             topic: topic.into(),
             partition,
         }
+    }
+}
+
+impl From<TopicPartition> for String {
+    fn from(tp: TopicPartition) -> String {
+        tp.to_string()
+    }
+}
+
+impl TryFrom<String> for TopicPartition {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let (topic, partition) = s
+            .rsplit_once('/')
+            .ok_or_else(|| format!("{s:?} is not topic/partition"))?;
+        let partition = partition
+            .parse()
+            .map_err(|_| format!("{s:?} does not end in a partition number"))?;
+        Ok(TopicPartition::new(topic, partition))
     }
 }
 
@@ -231,7 +252,10 @@ impl GroupState {
             return Err("stored group state has version 0".into());
         }
         if self.members.len() > MEMBERS_MAX {
-            return Err(format!("{} members, over {MEMBERS_MAX}", self.members.len()));
+            return Err(format!(
+                "{} members, over {MEMBERS_MAX}",
+                self.members.len()
+            ));
         }
         if !self.members.windows(2).all(|w| w[0].id < w[1].id) {
             return Err("members are not sorted by id, or repeat".into());
@@ -243,7 +267,9 @@ impl GroupState {
         for (tp, o) in &self.assignment {
             let known = |id: &str| self.member(id).is_some();
             if !known(&o.owner) || o.next.as_deref().is_some_and(|n| !known(n)) {
-                return Err(format!("{tp} is assigned to a member that is not in the group"));
+                return Err(format!(
+                    "{tp} is assigned to a member that is not in the group"
+                ));
             }
         }
         Ok(())

@@ -58,7 +58,11 @@ fn a_joiner_waits_for_the_owner_to_release() {
     let s = step(&genesis(), &join("a", None, 4), 0);
     assert_eq!(s.fetchable("a").len(), 4);
     let s = step(&s, &join("b", None, 4), 1);
-    assert_eq!(s.fetchable("b").len(), 0, "b may not fetch before a releases");
+    assert_eq!(
+        s.fetchable("b").len(),
+        0,
+        "b may not fetch before a releases"
+    );
     assert_eq!(s.revoking("a").len(), 2);
     assert_eq!(s.fetchable("a").len(), 2, "a keeps what it keeps");
     let s = step(&s, &heartbeat(&s, "a", vec![]), 2);
@@ -90,7 +94,12 @@ fn zombies_and_stale_generations_are_fenced() {
     // A removed member is unknown.
     let late = step(&s, &heartbeat(&s, "b", vec![]), SESSION as i64 + 2);
     assert!(late.member("a").is_none());
-    let err = apply(&late, &heartbeat(&late, "a", vec![]), &ctx(SESSION as i64 + 3)).unwrap_err();
+    let err = apply(
+        &late,
+        &heartbeat(&late, "a", vec![]),
+        &ctx(SESSION as i64 + 3),
+    )
+    .unwrap_err();
     assert!(matches!(err, GroupError::UnknownMember(_)), "{err}");
     // A commit from a generation before the member received the partition is refused.
     let owned = late.fetchable("b")[0].clone();
