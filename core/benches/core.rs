@@ -40,6 +40,9 @@ fn manifest(n: u32) -> PartitionManifest {
 fn append(n: u32, producer: Option<(u32, u64)>) -> Edit {
     Edit::Append(AppendEdit {
         key: None,
+        topic_id: String::new(),
+        min_timestamp_ms: 0,
+        max_timestamp_ms: 0,
         record_count: n,
         leader: None,
         producer: producer.map(|(p, sequence)| ProducerBatch {

@@ -4,11 +4,9 @@
 //! for correctness: its caches (topic descriptors, partition tips, footers) only save requests,
 //! and every decision is made against the store by create-if-absent.
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::cache::Lru;
@@ -23,20 +21,19 @@ use crate::log::retry::{self, RetryFrom};
 use crate::log::{CacheLimits, CacheSizes, Caches, Part, Tip};
 use crate::manifest::{AppendEdit, Edit, IdempotencyKey, LeaderClaim, ProducerBatch};
 use crate::record::{self, Record};
-use crate::storage::{Created, Store, keys};
-use crate::sync::lock;
-use crate::topic::{TOPIC_FORMAT, TimestampType, TopicConfig, TopicMeta, TopicName};
+use crate::storage::{Store, keys};
+use crate::topic::{TimestampType, TopicConfig, TopicMeta, TopicName};
 
 /// Most records one append may carry (one segment object).
 pub const APPEND_RECORDS_MAX: usize = 100_000;
+/// Most records one merged segment may hold (compaction).
+pub const COMPACT_RECORDS_MAX: u64 = 10_000_000;
 /// Most bytes of payload one append may carry.
 pub const APPEND_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Partitions described at once.
 const DESCRIBE_CONCURRENCY: usize = 32;
 /// Topic descriptors a client keeps.
 const TOPIC_CACHE_ENTRIES: usize = 4096;
-/// Creates of a topic descriptor tried when the store's answer is lost.
-const TOPIC_CREATE_ATTEMPTS_MAX: u32 = 4;
 
 /// A handle on one pail store.
 #[derive(Clone, Debug)]
@@ -51,7 +48,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     entropy: Entropy,
     hedge: Hedge,
-    topics: Mutex<Lru<TopicName, Arc<TopicMeta>>>,
+    topics: crate::topic::chain::TopicCache,
     caches: Caches,
     groups: crate::group::GroupCache,
 }
@@ -209,6 +206,10 @@ impl Pail {
         &self.inner.groups
     }
 
+    pub(crate) fn topic_cache(&self) -> &crate::topic::chain::TopicCache {
+        &self.inner.topics
+    }
+
     /// A uniform integer in `0..=max` from the client's seedable generator (jitter and
     /// choices that only shape timing; a simulation's seed makes them replay).
     pub(crate) fn jitter(&self, max: u64) -> u64 {
@@ -218,84 +219,6 @@ impl Pail {
     /// How much the client caches hold (they are bounded; see `crate::log`).
     pub fn cache_sizes(&self) -> CacheSizes {
         self.inner.caches.sizes()
-    }
-
-    /// Creates a topic. Fails with `TopicExists` if the name is taken, even by a concurrent
-    /// creator: the descriptor is created only if absent. An unclear answer is settled by
-    /// reading the descriptor back, so the topic's own creator never hears `TopicExists`.
-    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<TopicMeta>> {
-        let name = TopicName::new(name)?;
-        config.validate()?;
-        self.inner.store.ensure_conditional_writes().await?;
-        let meta = TopicMeta {
-            format: TOPIC_FORMAT,
-            name: name.clone(),
-            id: crate::entropy::attempt_id(),
-            config,
-            created_at_ms: self.inner.clock.now_ms(),
-        };
-        let key = keys::topic_descriptor(&name);
-        let bytes = Bytes::from(meta.encode()?);
-        let mut last = None;
-        for attempt in 1..=TOPIC_CREATE_ATTEMPTS_MAX {
-            let unclear = match self.inner.store.create(&key, bytes.clone()).await {
-                Ok(Created::Yes) => return Ok(self.remember_topic(meta)),
-                Ok(Created::AlreadyExists) => None,
-                Err(e) if attempt == 1 && crate::storage::certainly_not_written(&e) => {
-                    return Err(Error::refused("put", &key, e));
-                }
-                Err(e) => Some(Error::store("put", &key, e)),
-            };
-            match self.inner.store.get(&key).await {
-                Ok(Some(found)) => {
-                    // Ours decodes and carries our id; anything else (a rival's descriptor, or a
-                    // damaged one) means the name is taken.
-                    let ours = TopicMeta::decode(&found, key.as_ref(), &name)
-                        .is_ok_and(|found| found.id == meta.id);
-                    if ours {
-                        return Ok(self.remember_topic(meta));
-                    }
-                    return Err(Error::TopicExists {
-                        topic: name.to_string(),
-                    });
-                }
-                // Not there: the create did not land (yet); the same bytes again are safe.
-                Ok(None) => last = unclear,
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-        }
-        Err(Error::OutcomeUnknown {
-            key: key.to_string(),
-            attempts: TOPIC_CREATE_ATTEMPTS_MAX,
-            last: Box::new(last.unwrap_or_else(|| {
-                Error::corrupt(&key, "the descriptor was reported present, then missing")
-            })),
-        })
-    }
-
-    fn remember_topic(&self, meta: TopicMeta) -> Arc<TopicMeta> {
-        let meta = Arc::new(meta);
-        lock(&self.inner.topics).insert(meta.name.clone(), Arc::clone(&meta), 1);
-        meta
-    }
-
-    /// The descriptor of a topic; `UnknownTopic` if there is none.
-    pub async fn topic(&self, name: &str) -> Result<Arc<TopicMeta>> {
-        let name = TopicName::new(name)?;
-        if let Some(meta) = lock(&self.inner.topics).get(&name) {
-            return Ok(Arc::clone(meta));
-        }
-        let key = keys::topic_descriptor(&name);
-        let bytes = self
-            .inner
-            .store
-            .get(&key)
-            .await?
-            .ok_or_else(|| Error::UnknownTopic {
-                topic: name.to_string(),
-            })?;
-        Ok(self.remember_topic(TopicMeta::decode(&bytes, key.as_ref(), &name)?))
     }
 
     /// Every topic in the store, sorted by name, including topics whose descriptor is damaged
@@ -436,11 +359,17 @@ impl Pail {
             .transpose()
             .map_err(Error::InvalidArgument)?;
         let timestamps = self.timestamps(&meta, &records);
+        let (min_ts, max_ts) = timestamps
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
         let edit = Edit::Append(AppendEdit {
             record_count: records.len() as u32,
             leader: opts.leader,
             producer: opts.producer,
             key,
+            topic_id: meta.id.clone(),
+            min_timestamp_ms: min_ts,
+            max_timestamp_ms: max_ts,
         });
         let req = CommitRequest {
             edit: &edit,

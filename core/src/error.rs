@@ -154,6 +154,9 @@ pub enum Error {
         source: object_store::Error,
     },
 
+    #[error("nothing to do on {chain}: {reason}")]
+    AlreadyDone { chain: String, reason: String },
+
     #[error("unknown consumer group {group:?}")]
     UnknownGroup { group: String },
 
@@ -264,7 +267,7 @@ impl Error {
             | Error::UnknownGroup { .. } => ErrorKind::NotFound,
             Error::UnknownMember { .. } => ErrorKind::Fenced,
             Error::GroupActive { .. } => ErrorKind::InvalidInput,
-            Error::TopicExists { .. } => ErrorKind::AlreadyExists,
+            Error::TopicExists { .. } | Error::AlreadyDone { .. } => ErrorKind::AlreadyExists,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Blocked { .. } => ErrorKind::Corrupt,

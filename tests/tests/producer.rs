@@ -250,6 +250,9 @@ async fn a_fenced_old_leader_cannot_commit(b: Backend) {
     // A raw edit built from epoch 1 is refused by the pure transition as well.
     let edit = Edit::Append(AppendEdit {
         key: None,
+        topic_id: String::new(),
+        min_timestamp_ms: 0,
+        max_timestamp_ms: 0,
         record_count: 1,
         leader: Some(LeaderClaim {
             epoch: 1,

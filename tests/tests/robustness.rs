@@ -52,6 +52,9 @@ fn valid_segment() -> Vec<u8> {
     };
     let edit = Edit::Append(AppendEdit {
         key: None,
+        topic_id: String::new(),
+        min_timestamp_ms: 0,
+        max_timestamp_ms: 0,
         record_count: 30,
         leader: None,
         producer: None,

@@ -106,6 +106,14 @@ where
         match attempts.create_resolved(&key, bytes, &id).await? {
             Resolved::Mine(size) => {
                 let new = Version::new(next, size);
+                if attempts.bounded(resurrected(chain, &tip, &new)).await? {
+                    // Built on a version maintenance had deleted: not in the chain. Withdraw
+                    // it (nobody can have read it through the chain) and start over.
+                    let _ = chain.store().delete(&key).await;
+                    tip = writable(chain, attempts.bounded(tip::latest(chain)).await?)?;
+                    confirmed = true;
+                    continue;
+                }
                 chain.offer(&new);
                 return Ok(Outcome::New(new));
             }
@@ -125,6 +133,29 @@ where
         chain: chain.describe(),
         attempts: COMMIT_ATTEMPTS_MAX,
     })
+}
+
+/// True when `new`, just created on `tip`, is not part of the chain: `tip` had been
+/// deleted by maintenance before the create, so the key was free again (a writer paused across
+/// a retention or compaction pass). Exact, because maintenance deletes versions in chain order
+/// and never the newest: if `tip` is still there, the key was never taken before; if it is gone
+/// while `new` is really its successor, the chain went on after `new`, so `new`'s own successor
+/// exists and names it. One GET on the healthy path, two when `tip` is gone.
+async fn resurrected<C: Chain>(
+    chain: &C,
+    tip: &Version<C::State>,
+    new: &Version<C::State>,
+) -> Result<bool> {
+    use super::Versioned;
+    if tip.is_genesis() || chain.still_there(tip).await? {
+        return Ok(false);
+    }
+    let after = chain.next_key(&new.state);
+    let built_on_new = chain
+        .read_fresh(&after)
+        .await?
+        .is_some_and(|s| s.state.prev_commit_id() == new.state.commit_id());
+    Ok(!built_on_new)
 }
 
 /// The head's tip, or the error that says why the chain cannot be written.

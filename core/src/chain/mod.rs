@@ -37,6 +37,10 @@ pub trait Versioned: Debug + Send + Sync + 'static {
     /// Digest of what the attempt carried (records, or the edit), so that an attempt is
     /// recognised by what it wrote, not only by an id that a restored snapshot could repeat.
     fn digest(&self) -> &str;
+    /// The commit id of the version this one was built on (empty if unknown).
+    fn prev_commit_id(&self) -> &str {
+        ""
+    }
 }
 
 /// One version as read from (or written to) the store.
@@ -101,6 +105,11 @@ pub trait Chain: Send + Sync {
     /// Reads and decodes the object at `key`; `None` if nothing is there. An object that does
     /// not decode, or that names another place than `key`, is `Error::Corrupt`.
     async fn read(&self, key: &Path, why: ReadFor) -> Result<Option<Version<Self::State>>>;
+    /// Like [`Chain::read`], but from the store itself, never from a cache: to learn whether
+    /// a version is still there.
+    async fn read_fresh(&self, key: &Path) -> Result<Option<Version<Self::State>>> {
+        self.read(key, ReadFor::State).await
+    }
     /// The invariants that link a version to its successor.
     fn check_successor(&self, prev: &Self::State, next: &Self::State) -> Result<(), String>;
     /// The folder of the chain's objects; listing it in key order gives chain order.
@@ -109,10 +118,27 @@ pub trait Chain: Send + Sync {
     fn parse_key(&self, key: &Path) -> Option<u64>;
     /// Where the advisory newest-version hint lives.
     fn hint_key(&self) -> Path;
+    /// True for chains with few versions, found faster by probing from version 1 than by a
+    /// hint and a listing (topic descriptors).
+    fn probe_from_genesis(&self) -> bool {
+        false
+    }
     /// The newest version this client has seen, if any (a cache: a hint, never the truth).
     fn cached(&self) -> Option<Version<Self::State>>;
     /// Offers a version to the cache; implementations keep the newer of the two.
     fn offer(&self, v: &Version<Self::State>);
+
+    /// True when `v` is still in the store, as it was read (maintenance deletes old versions;
+    /// a version that is gone may have been created again by a stale writer).
+    async fn still_there(&self, v: &Version<Self::State>) -> Result<bool> {
+        let Some(key) = self.key_of(&v.state) else {
+            return Ok(true);
+        };
+        Ok(self
+            .read_fresh(&key)
+            .await?
+            .is_some_and(|found| found.state.commit_id() == v.state.commit_id()))
+    }
 }
 
 /// Damage where the chain would continue: an object at the next version's key that does not

@@ -103,17 +103,21 @@ fn blocked_after<C: Chain>(chain: &C, tip: Version<C::State>, e: Error) -> Resul
         return Err(e);
     }
     let key = chain.next_key(&tip.state).to_string();
+    let reason = match e {
+        Error::Corrupt { reason, .. } => reason,
+        other => other.to_string(),
+    };
     Ok(Head {
         tip,
-        blocked: Some(Blocked {
-            key,
-            reason: e.to_string(),
-        }),
+        blocked: Some(Blocked { key, reason }),
     })
 }
 
 /// The latest version without any cached knowledge.
 async fn discover<C: Chain>(chain: &C) -> Result<Head<C::State>> {
+    if chain.probe_from_genesis() {
+        return walk_forward(chain, chain.genesis()).await;
+    }
     let hint = read_hint(chain).await?;
     for _ in 0..DISCOVER_ATTEMPTS_MAX {
         if let Some(hinted) = &hint {

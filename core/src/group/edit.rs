@@ -167,6 +167,7 @@ fn skeleton(prev: &GroupState, ctx: &GroupCtx<'_>) -> GroupState {
         writer: ctx.writer.to_string(),
         commit_id: ctx.commit_id.to_string(),
         digest: ctx.digest.to_string(),
+        prev_commit_id: prev.commit_id.clone(),
         committed_at_ms: ctx.now_ms,
         ..prev.clone()
     }

@@ -156,6 +156,9 @@ pub struct GroupState {
     pub writer: String,
     pub commit_id: String,
     pub digest: String,
+    /// The commit id of the version this one was built on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prev_commit_id: String,
     pub committed_at_ms: i64,
     /// Bumped by every rebalance (a membership or subscription change).
     pub generation: u64,
@@ -181,6 +184,7 @@ impl GroupState {
             writer: String::new(),
             commit_id: String::new(),
             digest: String::new(),
+            prev_commit_id: String::new(),
             committed_at_ms: 0,
             generation: 0,
             protocol: Protocol::Managed {
@@ -285,6 +289,9 @@ impl Versioned for GroupState {
     }
     fn digest(&self) -> &str {
         &self.digest
+    }
+    fn prev_commit_id(&self) -> &str {
+        &self.prev_commit_id
     }
 }
 

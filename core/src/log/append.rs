@@ -116,6 +116,11 @@ fn apply_error(part: Part<'_>, tip: &Tip, e: ApplyError) -> Error {
             reason,
         },
         ApplyError::Invalid(reason) => Error::InvalidArgument(reason),
+        ApplyError::TopicGone(_) => Error::UnknownTopic { topic },
+        ApplyError::Stale(reason) => Error::AlreadyDone {
+            chain: part.describe(),
+            reason,
+        },
         ApplyError::Invariant(reason) => {
             let key = part.key_of(&tip.state).unwrap_or_else(|| part.dir());
             Error::corrupt(key, reason)

@@ -15,12 +15,14 @@
 //! - producer state stays within its bounds.
 
 mod idempotency;
+mod maintenance;
 mod producers;
 
 pub use idempotency::{
     IDEMPOTENCY_KEY_MAX_BYTES, IDEMPOTENCY_KEYS_MAX, IDEMPOTENCY_WINDOW_MS, IdempotencyKey,
     KeyEntry, KeyWindow,
 };
+pub use maintenance::{SUPERSEDED_MAX, Superseded};
 pub use producers::{
     PRODUCER_BATCHES_MAX, PRODUCERS_MAX, ProducerBatch, ProducerState, ProducerWindow,
 };
@@ -82,6 +84,36 @@ pub struct PartitionManifest {
     /// Idempotency keys committed within their window (see [`idempotency`]).
     #[serde(default, skip_serializing_if = "KeyWindow::is_empty")]
     pub keys: KeyWindow,
+    /// The commit id of the version this one was built on, linking the chain, so a version can
+    /// tell whether its successor really builds on it (see `crate::chain::commit`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prev_commit_id: String,
+    /// The topic incarnation this partition belongs to (Kafka's topic id, KIP-516). A topic
+    /// deleted and created again continues the same chains under a new id, so a writer or
+    /// reader of the old incarnation never writes into or reads from the new one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub topic_id: String,
+    /// The topic was deleted (a tombstone): no writes until it is created again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Smallest and largest record timestamp in this version's segment (0 for control
+    /// versions), and the largest timestamp of the partition up to this version (for lookup
+    /// by time: it never decreases along the chain).
+    #[serde(default)]
+    pub min_timestamp_ms: i64,
+    #[serde(default)]
+    pub max_timestamp_ms: i64,
+    #[serde(default)]
+    pub running_max_timestamp_ms: i64,
+    /// Set on a merged segment only: it holds versions `merged_from..=version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<u64>,
+    /// Versions up to here are in merged segments (or below the log start).
+    #[serde(default)]
+    pub compacted_through: u64,
+    /// Committed compactions whose original objects are not deleted yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<Superseded>,
 }
 
 impl PartitionManifest {
@@ -107,6 +139,15 @@ impl PartitionManifest {
             lease: None,
             producers: Vec::new(),
             keys: KeyWindow::default(),
+            prev_commit_id: String::new(),
+            topic_id: String::new(),
+            deleted: false,
+            min_timestamp_ms: 0,
+            max_timestamp_ms: 0,
+            running_max_timestamp_ms: 0,
+            merged_from: None,
+            compacted_through: 0,
+            superseded: Vec::new(),
         }
     }
 
@@ -155,6 +196,7 @@ impl PartitionManifest {
             ));
         }
         producers::check_bounds(&self.producers)?;
+        maintenance::check_bounds(self)?;
         self.keys.check_bounds()
     }
 }
@@ -169,6 +211,9 @@ impl crate::chain::Versioned for PartitionManifest {
     fn digest(&self) -> &str {
         &self.digest
     }
+    fn prev_commit_id(&self) -> &str {
+        &self.prev_commit_id
+    }
 }
 
 /// A change to a partition, applied by [`apply`].
@@ -178,7 +223,11 @@ pub enum Edit {
     Append(AppendEdit),
     /// Become the partition's leader: bump the epoch and take a lease. A control commit.
     AcquireLease { lease_ms: u64 },
+    /// Maintenance (retention, compaction, topic deletion); see [`maintenance`].
+    Maintain(MaintainEdit),
 }
+
+pub use maintenance::MaintainEdit;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendEdit {
@@ -190,6 +239,11 @@ pub struct AppendEdit {
     pub producer: Option<ProducerBatch>,
     /// A client's idempotency key: the batch is appended once within the key's window.
     pub key: Option<IdempotencyKey>,
+    /// The topic incarnation the writer writes to; empty for "any" (raw callers and tests).
+    pub topic_id: String,
+    /// Smallest and largest timestamp of the batch's records.
+    pub min_timestamp_ms: i64,
+    pub max_timestamp_ms: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,6 +290,11 @@ pub enum ApplyError {
     Sequence(String),
     #[error("invalid edit: {0}")]
     Invalid(String),
+    #[error("the topic was deleted{0}")]
+    TopicGone(String),
+    /// The edit was already made (by a concurrent maintenance pass): nothing to do.
+    #[error("nothing to do: {0}")]
+    Stale(String),
     #[error("invariant broken: {0}")]
     Invariant(String),
 }
@@ -262,10 +321,13 @@ pub fn apply(
             if let Some(dup) = duplicate_of(prev, append, ctx)? {
                 return Ok(dup);
             }
+            maintenance::check_incarnation(prev, &append.topic_id)?;
             check_writer_may_append(prev, append.leader.as_ref(), ctx)?;
             append_to(prev, &mut next, append, ctx)?;
         }
+        Edit::Maintain(edit) => maintenance::apply(prev, &mut next, edit, ctx)?,
         Edit::AcquireLease { lease_ms } => {
+            maintenance::check_incarnation(prev, "")?;
             if let Some(remaining_ms) = foreign_lease_remaining(prev, ctx) {
                 return Err(not_leader(prev, remaining_ms));
             }
@@ -346,6 +408,12 @@ fn append_to(
             expires_at_ms: ctx.now_ms.saturating_add(claim.lease_ms as i64),
         });
     }
+    if !append.topic_id.is_empty() {
+        next.topic_id = append.topic_id.clone();
+    }
+    next.min_timestamp_ms = append.min_timestamp_ms;
+    next.max_timestamp_ms = append.max_timestamp_ms;
+    next.running_max_timestamp_ms = prev.running_max_timestamp_ms.max(append.max_timestamp_ms);
     next.record_count = append.record_count;
     next.next_offset = prev
         .next_offset
@@ -386,6 +454,15 @@ fn successor_skeleton(prev: &PartitionManifest, ctx: &CommitContext<'_>) -> Part
         lease: prev.lease.clone(),
         producers: prev.producers.clone(),
         keys: prev.keys.pruned(ctx.now_ms),
+        prev_commit_id: prev.commit_id.clone(),
+        topic_id: prev.topic_id.clone(),
+        deleted: prev.deleted,
+        min_timestamp_ms: 0,
+        max_timestamp_ms: 0,
+        running_max_timestamp_ms: prev.running_max_timestamp_ms,
+        merged_from: None,
+        compacted_through: prev.compacted_through,
+        superseded: prev.superseded.clone(),
     }
 }
 
@@ -462,6 +539,15 @@ pub fn check_successor(prev: &PartitionManifest, next: &PartitionManifest) -> Re
     }
     if next.leader_epoch < prev.leader_epoch {
         return Err("leader epoch moved backward".into());
+    }
+    if !prev.commit_id.is_empty()
+        && !next.prev_commit_id.is_empty()
+        && next.prev_commit_id != prev.commit_id
+    {
+        return Err("it was built on another version than its predecessor".into());
+    }
+    if next.compacted_through < prev.compacted_through {
+        return Err("the compaction watermark moved backward".into());
     }
     Ok(())
 }

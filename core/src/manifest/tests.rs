@@ -15,6 +15,9 @@ fn ctx<'a>(writer: &'a str, now_ms: i64) -> CommitContext<'a> {
 fn append(n: u32) -> Edit {
     Edit::Append(AppendEdit {
         key: None,
+        topic_id: String::new(),
+        min_timestamp_ms: 0,
+        max_timestamp_ms: 0,
         record_count: n,
         leader: None,
         producer: None,
@@ -98,6 +101,9 @@ fn old_epoch_is_fenced_whatever_the_clock_says() {
     let b = next(&a, &Edit::AcquireLease { lease_ms: 10 }, &ctx("b", 100));
     let zombie = Edit::Append(AppendEdit {
         key: None,
+        topic_id: String::new(),
+        min_timestamp_ms: 0,
+        max_timestamp_ms: 0,
         record_count: 1,
         leader: Some(LeaderClaim {
             epoch: 1,
@@ -119,6 +125,9 @@ fn old_epoch_is_fenced_whatever_the_clock_says() {
 fn idem(producer: &str, seq: u64, n: u32) -> Edit {
     Edit::Append(AppendEdit {
         key: None,
+        topic_id: String::new(),
+        min_timestamp_ms: 0,
+        max_timestamp_ms: 0,
         record_count: n,
         leader: None,
         producer: Some(ProducerBatch {

@@ -18,6 +18,9 @@ fn manifest_for(base: u64, n: u32) -> PartitionManifest {
     };
     let edit = Edit::Append(AppendEdit {
         key: None,
+        topic_id: String::new(),
+        min_timestamp_ms: 0,
+        max_timestamp_ms: 0,
         record_count: n,
         leader: None,
         producer: None,

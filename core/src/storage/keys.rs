@@ -1,7 +1,8 @@
 //! Every object key pail reads or writes is built here, and nowhere else.
 //!
 //! ```text
-//! topics/{topic}/_topic.json                                  topic descriptor (create-once)
+//! topics/{topic}/_topic.json                                  topic descriptor, version 1
+//! topics/{topic}/_config/{version:020}.json                   later descriptor versions
 //! topics/{topic}/partition={p}/{base:020}-{version:020}.parquet  segment = commit (create-once)
 //! topics/{topic}/_hints/partition={p}.json                    latest-version hint (overwritten)
 //! _staging/                                                    local store's uploads in flight
@@ -86,6 +87,35 @@ pub fn topic_dir(topic: &TopicName) -> Path {
 
 pub fn topic_descriptor(topic: &TopicName) -> Path {
     topic_dir(topic).join("_topic.json")
+}
+
+/// Version `version` of a topic's descriptor chain: version 1 is the descriptor written at
+/// creation, later versions live in `_config/`.
+pub fn topic_version(topic: &TopicName, version: u64) -> Path {
+    if version <= 1 {
+        topic_descriptor(topic)
+    } else {
+        topic_versions(topic).join(format!("{version:0WIDTH$}.json"))
+    }
+}
+
+/// The folder of a topic's descriptor versions after the first.
+pub fn topic_versions(topic: &TopicName) -> Path {
+    topic_dir(topic).join("_config")
+}
+
+/// The version a topic descriptor key names.
+pub fn parse_topic_version(topic: &TopicName, key: &Path) -> Option<u64> {
+    if *key == topic_descriptor(topic) {
+        return Some(1);
+    }
+    let name = key.filename()?.strip_suffix(".json")?;
+    (name.len() == WIDTH).then(|| name.parse().ok())?
+}
+
+/// A topic descriptor chain's hint (advisory; rarely needed: discovery probes).
+pub fn topic_hint(topic: &TopicName) -> Path {
+    topic_dir(topic).join("_hints").join("topic.json")
 }
 
 /// The folder of one partition's segments: nothing else lives there.

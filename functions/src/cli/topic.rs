@@ -89,6 +89,7 @@ async fn create(pail: &Pail, args: CreateArgs) -> anyhow::Result<()> {
             TimestampArg::LogAppendTime => TimestampType::LogAppendTime,
         },
         record_bytes_max: args.record_bytes_max,
+        ..TopicConfig::new(args.partitions)
     };
     let meta = pail.create_topic(&args.name, config).await?;
     eprintln!(

@@ -1,8 +1,12 @@
 //! Topic names, settings and the immutable topic descriptor stored at
 //! `topics/{name}/_topic.json`.
 //!
-//! This module validates names and settings and encodes the descriptor. It never touches the
-//! store: creating and reading topics is `crate::client`'s job.
+//! This module validates names and settings, encodes the descriptor, and defines the topic's
+//! chain of descriptor versions ([`chain`]: create, alter, delete, create again) with its pure
+//! transition function. Reading and committing them is `crate::client`'s job.
+
+pub mod chain;
+mod ops;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -85,7 +89,15 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
-/// Settings a topic is created with.
+/// Default target size of a merged segment (compaction).
+pub const COMPACT_TARGET_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
+/// Default most records in a merged segment.
+pub const COMPACT_TARGET_RECORDS_DEFAULT: u64 = 1_000_000;
+/// Default fewest segments worth merging when they do not fill a target.
+pub const COMPACT_MIN_SEGMENTS_DEFAULT: u64 = 16;
+
+/// A topic's settings. Partitions and the maintenance settings can change
+/// (`Pail::alter_topic`); the rest is fixed at creation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfig {
     pub partitions: u32,
@@ -93,10 +105,40 @@ pub struct TopicConfig {
     pub timestamp_type: TimestampType,
     #[serde(default = "default_record_bytes_max")]
     pub record_bytes_max: u64,
+    /// `retention.ms`: maintenance drops whole segments whose newest record is older than
+    /// this; `None` keeps records forever (Kafka's -1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<u64>,
+    /// `retention.bytes`: maintenance drops a partition's oldest segments while the rest still
+    /// holds more than this; `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<u64>,
+    /// `compact.target.bytes` and `compact.target.records`: compaction merges adjacent
+    /// segments into segments of about this size.
+    #[serde(default = "default_compact_target_bytes")]
+    pub compact_target_bytes: u64,
+    #[serde(default = "default_compact_target_records")]
+    pub compact_target_records: u64,
+    /// `compact.min.segments`: a run of segments that does not fill a target is merged once it
+    /// has at least this many.
+    #[serde(default = "default_compact_min_segments")]
+    pub compact_min_segments: u64,
 }
 
 fn default_record_bytes_max() -> u64 {
     RECORD_BYTES_MAX_DEFAULT
+}
+
+fn default_compact_target_bytes() -> u64 {
+    COMPACT_TARGET_BYTES_DEFAULT
+}
+
+fn default_compact_target_records() -> u64 {
+    COMPACT_TARGET_RECORDS_DEFAULT
+}
+
+fn default_compact_min_segments() -> u64 {
+    COMPACT_MIN_SEGMENTS_DEFAULT
 }
 
 impl TopicConfig {
@@ -105,6 +147,11 @@ impl TopicConfig {
             partitions,
             timestamp_type: TimestampType::default(),
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
+            retention_ms: None,
+            retention_bytes: None,
+            compact_target_bytes: COMPACT_TARGET_BYTES_DEFAULT,
+            compact_target_records: COMPACT_TARGET_RECORDS_DEFAULT,
+            compact_min_segments: COMPACT_MIN_SEGMENTS_DEFAULT,
         }
     }
 
@@ -121,15 +168,106 @@ impl TopicConfig {
                 self.record_bytes_max
             )));
         }
+        if self.retention_ms == Some(0) || self.retention_bytes == Some(0) {
+            return Err(Error::InvalidArgument(
+                "retention.ms and retention.bytes are at least 1 (leave them unset to keep everything)"
+                    .into(),
+            ));
+        }
+        if self.compact_target_bytes < 1024 * 1024 || self.compact_target_bytes > 1 << 34 {
+            return Err(Error::InvalidArgument(format!(
+                "compact.target.bytes must be 1 MiB to 16 GiB, not {}",
+                self.compact_target_bytes
+            )));
+        }
+        if self.compact_target_records == 0
+            || self.compact_target_records > crate::client::COMPACT_RECORDS_MAX
+        {
+            return Err(Error::InvalidArgument(format!(
+                "compact.target.records must be 1 to {}, not {}",
+                crate::client::COMPACT_RECORDS_MAX,
+                self.compact_target_records
+            )));
+        }
+        if self.compact_min_segments < 2 {
+            return Err(Error::InvalidArgument(
+                "compact.min.segments must be at least 2".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Applies `key=value` settings (Kafka's names) to a copy of this config.
+    pub fn with_settings(&self, settings: &[(String, String)]) -> Result<TopicConfig> {
+        let mut c = self.clone();
+        for (key, value) in settings {
+            let number = || {
+                value.parse::<i64>().map_err(|_| {
+                    Error::InvalidArgument(format!("{key}={value:?}: not a whole number"))
+                })
+            };
+            // Kafka writes -1 for "no limit".
+            let limit = || -> Result<Option<u64>> {
+                match number()? {
+                    -1 => Ok(None),
+                    n if n > 0 => Ok(Some(n as u64)),
+                    _ => Err(Error::InvalidArgument(format!(
+                        "{key}={value}: a limit is at least 1, or -1 for none"
+                    ))),
+                }
+            };
+            match key.as_str() {
+                "retention.ms" => c.retention_ms = limit()?,
+                "retention.bytes" => c.retention_bytes = limit()?,
+                "compact.target.bytes" => c.compact_target_bytes = positive(key, number()?)?,
+                "compact.target.records" => c.compact_target_records = positive(key, number()?)?,
+                "compact.min.segments" => c.compact_min_segments = positive(key, number()?)?,
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown or fixed setting {other:?}; these can change: {}",
+                        ALTERABLE_SETTINGS.join(", ")
+                    )));
+                }
+            }
+        }
+        c.validate()?;
+        Ok(c)
     }
 }
 
-/// The descriptor stored once per topic, created with create-if-absent and never changed.
+/// The settings `with_settings` (and `pail topic alter --config`) accept.
+pub const ALTERABLE_SETTINGS: &[&str] = &[
+    "retention.ms",
+    "retention.bytes",
+    "compact.target.bytes",
+    "compact.target.records",
+    "compact.min.segments",
+];
+
+fn positive(key: &str, n: i64) -> Result<u64> {
+    u64::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::InvalidArgument(format!("{key} must be at least 1, not {n}")))
+}
+
+/// A topic's descriptor as of one version of the topic's chain: version 1 is created with
+/// the topic (`_topic.json`); later versions alter its settings, delete it, or create it
+/// again (`_config/{version}.json`). See [`chain`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMeta {
     pub format: u32,
     pub name: TopicName,
+    /// Position in the topic's chain (descriptors written before the chain existed are 1).
+    #[serde(default = "one")]
+    pub version: u64,
+    #[serde(default)]
+    pub commit_id: String,
+    #[serde(default)]
+    pub digest: String,
+    /// The topic was deleted by this version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
     /// Random and unique to this incarnation of the topic (Kafka's topic id, KIP-516): a topic
     /// deleted and created again under the same name gets a new one. The creator also uses it
     /// to recognise its own descriptor when the create's answer was lost.
@@ -138,6 +276,22 @@ pub struct TopicMeta {
     #[serde(flatten)]
     pub config: TopicConfig,
     pub created_at_ms: i64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl crate::chain::Versioned for TopicMeta {
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn commit_id(&self) -> &str {
+        &self.commit_id
+    }
+    fn digest(&self) -> &str {
+        &self.digest
+    }
 }
 
 impl TopicMeta {
@@ -226,6 +380,10 @@ mod tests {
         let meta = TopicMeta {
             format: TOPIC_FORMAT,
             name: name.clone(),
+            version: 1,
+            commit_id: String::new(),
+            digest: String::new(),
+            deleted: false,
             id: "id".into(),
             config: TopicConfig::new(3),
             created_at_ms: 5,
