@@ -155,6 +155,14 @@ impl Pail {
         &self.inner.store
     }
 
+    /// How much this client's caches hold.
+    pub fn cache_sizes(&self) -> crate::log::CacheSizes {
+        crate::log::CacheSizes {
+            topics: self.read_topics().len(),
+            ..self.inner.caches.sizes()
+        }
+    }
+
     /// This client's writer id, recorded in every version it commits.
     pub fn writer_id(&self) -> &str {
         &self.inner.writer_id
@@ -416,15 +424,7 @@ fn check_batch(meta: &TopicMeta, records: &[Record]) -> Result<()> {
     }
     let mut total = 0u64;
     for r in records {
-        let size = r.size_bytes();
-        if size > meta.config.record_bytes_max {
-            return Err(Error::TooLarge {
-                what: "record",
-                actual: size,
-                limit: meta.config.record_bytes_max,
-            });
-        }
-        total += size;
+        total += meta.check_record(r)?;
     }
     if total > APPEND_BYTES_MAX {
         return Err(Error::TooLarge {

@@ -1,17 +1,46 @@
 //! Records as JSON: one object per record, bytes as UTF-8 text where they are valid UTF-8 and
-//! base64 otherwise, with an `*_encoding` field saying which.
+//! base64 otherwise, with an `*_encoding` field saying which. `pail consume --format json`
+//! prints these objects and the HTTP API serves them, so both faces show records one way.
+//!
+//! Also the text forms both faces accept for offsets ([`parse_offset`]).
 
 use base64::Engine;
 use bytes::Bytes;
-use pail_core::StoredRecord;
-use serde::Serialize;
+use pail_core::{OffsetSpec, StoredRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-/// How a byte field was written out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// How a byte field is written out: UTF-8 text, or base64 (standard alphabet, padded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
+    #[default]
     Utf8,
     Base64,
+}
+
+/// The bytes `text` stands for in `encoding`: the inverse of [`encode_bytes`].
+pub fn decode_bytes(text: String, encoding: Encoding) -> Result<Bytes, String> {
+    match encoding {
+        Encoding::Utf8 => Ok(Bytes::from(text)),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(Bytes::from)
+            .map_err(|e| format!("is not valid base64: {e}")),
+    }
+}
+
+/// An offset as a person writes it: `earliest` (or `beginning`), `latest` (or `end`), or an
+/// absolute offset.
+pub fn parse_offset(s: &str) -> Result<OffsetSpec, String> {
+    match s {
+        "earliest" | "beginning" => Ok(OffsetSpec::Earliest),
+        "latest" | "end" => Ok(OffsetSpec::Latest),
+        n => n
+            .parse::<i64>()
+            .map(OffsetSpec::At)
+            .map_err(|_| format!("{n:?} is not earliest, latest or an offset")),
+    }
 }
 
 /// Text for `bytes`, and which encoding it is in.
@@ -35,14 +64,19 @@ fn optional(bytes: &Option<Bytes>) -> (Option<String>, Option<Encoding>) {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A record header. On input `value_encoding` may be left out for UTF-8.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JsonHeader {
     pub key: String,
+    #[serde(default)]
     pub value: Option<String>,
+    #[serde(default)]
     pub value_encoding: Option<Encoding>,
 }
 
-#[derive(Debug, Serialize)]
+/// One record as `pail consume --format json` prints it and the HTTP API returns it.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JsonRecord<'a> {
     pub topic: &'a str,
     pub partition: u32,

@@ -91,7 +91,33 @@ struct FooterCache {
     tail_bytes: usize,
 }
 
+/// How much a client's caches hold: what a long-lived host (a server, a warm Lambda) watches
+/// to see that they stay bounded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheSizes {
+    /// Topic descriptors (kept by the client, filled in by `Pail::cache_sizes`).
+    pub topics: usize,
+    /// Partitions whose newest known version is remembered.
+    pub tips: usize,
+    /// Decoded footers, and the bytes of object tails kept with them.
+    pub footers: usize,
+    pub footer_bytes: usize,
+    /// Segment ranges remembered for offset lookups, over all partitions.
+    pub index_entries: usize,
+}
+
 impl Caches {
+    pub fn sizes(&self) -> CacheSizes {
+        let footers = lock(&self.footers);
+        CacheSizes {
+            topics: 0,
+            tips: lock(&self.tips).len(),
+            footers: footers.map.len(),
+            footer_bytes: footers.tail_bytes,
+            index_entries: lock(&self.index).values().map(BTreeMap::len).sum(),
+        }
+    }
+
     pub fn tip(&self, topic: &TopicName, partition: u32) -> Option<Tip> {
         lock(&self.tips).get(&(topic.clone(), partition)).cloned()
     }

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::{Format, FormatArg};
-use crate::render::JsonRecord;
+use crate::render::{JsonRecord, parse_offset};
 
 /// Records per fetch; small enough to interleave partitions, large enough to amortise GETs.
 const FETCH_RECORDS: u32 = 5_000;
@@ -35,17 +35,6 @@ pub struct ConsumeArgs {
     pub follow: bool,
     #[command(flatten)]
     pub format: FormatArg,
-}
-
-fn parse_offset(s: &str) -> Result<OffsetSpec, String> {
-    match s {
-        "earliest" | "beginning" => Ok(OffsetSpec::Earliest),
-        "latest" | "end" => Ok(OffsetSpec::Latest),
-        n => n
-            .parse::<i64>()
-            .map(OffsetSpec::At)
-            .map_err(|_| format!("{n:?} is not earliest, latest or an offset")),
-    }
 }
 
 struct Cursor {

@@ -7,10 +7,12 @@
 //! pail [--store URL] produce TOPIC [--partition P] [--key-separator SEP]
 //! pail [--store URL] consume TOPIC [--partition P] [--offset earliest|latest|N] [--max N]
 //!                                  [--format text|json] [--follow]
+//! pail [--store URL] serve [--listen ADDR]
 //! ```
 
 mod consume;
 mod produce;
+mod serve;
 mod topic;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -38,6 +40,8 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Print a topic's records.
     Consume(consume::ConsumeArgs),
+    /// Serve the HTTP API (bearer token from PAIL_TOKEN; without one, loopback only).
+    Serve(serve::ServeArgs),
     /// Measure produce, consume or end-to-end performance (store: any URL, or
     /// sim:s3-standard / sim:s3-express for a latency-simulated S3).
     Bench(crate::bench::BenchArgs),
@@ -65,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => topic::run(&open().await?, cmd).await,
         Command::Produce(args) => produce::run(&open().await?, args).await,
         Command::Consume(args) => consume::run(&open().await?, args).await,
+        Command::Serve(args) => serve::run(&open().await?, args).await,
         // The bench opens its own store: it also accepts simulated ones.
         Command::Bench(args) => crate::bench::run(&cli.store, args).await,
     }
