@@ -164,15 +164,24 @@ macro_rules! on_every_store {
 /// exist already (`tests/run.sh` builds it). Panics, saying how to build it, when it is missing.
 pub fn pail_bin() -> std::path::PathBuf {
     static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(find_pail_bin).clone()
+    BIN.get_or_init(|| find_bin("pail", "PAIL_BIN")).clone()
 }
 
-fn find_pail_bin() -> std::path::PathBuf {
-    if let Some(bin) = std::env::var_os("PAIL_BIN").filter(|b| !b.is_empty()) {
+/// The `pail-http` binary (the HTTP API as a Lambda function): `$PAIL_HTTP_BIN` if set, else
+/// next to `pail`, found the same way as [`pail_bin`].
+pub fn pail_http_bin() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| find_bin("pail-http", "PAIL_HTTP_BIN"))
+        .clone()
+}
+
+fn find_bin(name: &str, var: &str) -> std::path::PathBuf {
+    let build = format!("cargo build -p pail-functions --bin {name}");
+    if let Some(bin) = std::env::var_os(var).filter(|b| !b.is_empty()) {
         let bin = std::path::PathBuf::from(bin);
         assert!(
             bin.is_file(),
-            "PAIL_BIN={} does not exist: build it with cargo build -p pail-functions --bin pail",
+            "{var}={} does not exist: build it with {build}",
             bin.display()
         );
         return bin;
@@ -194,11 +203,10 @@ fn find_pail_bin() -> std::path::PathBuf {
         .unwrap_or_else(|| workspace.join("target"));
     let bin = target
         .join("debug")
-        .join(format!("pail{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
-        "no pail binary at {}: build it with cargo build -p pail-functions --bin pail \
-         (or point PAIL_BIN at one)",
+        "no {name} binary at {}: build it with {build} (or point {var} at one)",
         bin.display()
     );
     warn_if_stale(&bin, &workspace);
@@ -230,7 +238,7 @@ fn warn_if_stale(bin: &std::path::Path, workspace: &std::path::Path) {
     {
         eprintln!(
             "warning: {} is older than the core/functions sources; rebuild it with \
-             cargo build -p pail-functions --bin pail",
+             cargo build -p pail-functions --bins",
             bin.display()
         );
     }
