@@ -469,3 +469,96 @@ pub fn python() -> Option<String> {
         }
     }
 }
+
+/// A minimal HTTP/1.1 client over a fresh TCP connection per request (`Connection: close`),
+/// for tests of servers on loopback: no client library to hide what goes over the wire.
+pub mod http {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// A status and body.
+    #[derive(Debug)]
+    pub struct Reply {
+        pub status: u16,
+        pub body: String,
+    }
+
+    impl Reply {
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_str(&self.body)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        }
+    }
+
+    /// The request's bytes: `body` as JSON when given, plus any extra header lines.
+    pub fn encode(method: &str, path: &str, headers: &[&str], body: Option<&str>) -> Vec<u8> {
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        if let Some(body) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body.unwrap_or_default());
+        req.into_bytes()
+    }
+
+    /// Sends one request and reads the whole answer.
+    pub async fn request(
+        addr: &str,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(&encode(method, path, headers, body))
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        Reply { status, body }
+    }
+
+    fn dechunk(mut body: &str) -> String {
+        let mut out = String::new();
+        while let Some((size, rest)) = body.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.push_str(&rest[..size]);
+            body = &rest[size + 2..];
+        }
+        out
+    }
+
+    /// Sends a request and returns the open connection without reading the answer: a client
+    /// that will go away mid-request when the stream is dropped.
+    pub async fn abandon(addr: &str, method: &str, path: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(&encode(method, path, &[], None))
+            .await
+            .unwrap();
+        stream
+    }
+}

@@ -31,10 +31,10 @@ use crate::storage::{Store, keys};
 use crate::topic::TopicName;
 
 /// How many footers a client keeps decoded, and how many bytes of object tails with them.
-const FOOTER_CACHE_ENTRIES: usize = 1024;
-const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
+pub const FOOTER_CACHE_ENTRIES: usize = 1024;
+pub const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// How many segment ranges per partition a client remembers for offset lookups.
-const INDEX_ENTRIES_PER_PARTITION: usize = 4096;
+pub const INDEX_ENTRIES_PER_PARTITION: usize = 4096;
 
 /// One partition's data segments that a client has seen: base offset -> (version, next offset).
 type SegmentIndex = BTreeMap<u64, (u64, u64)>;
