@@ -124,7 +124,7 @@ async fn many_requests_and_abandoned_long_polls_leave_nothing_behind() {
         "{last:?}"
     );
     assert!(last.tips <= PARTITIONS as usize + 1, "{last:?}");
-    assert!(ROUNDS * PRODUCES_PER_ROUND > FOOTER_CACHE_ENTRIES);
+    const { assert!(ROUNDS * PRODUCES_PER_ROUND > FOOTER_CACHE_ENTRIES) };
     assert!(last.footers <= FOOTER_CACHE_ENTRIES, "{last:?}");
     assert!(last.footer_bytes <= FOOTER_CACHE_BYTES, "{last:?}");
     assert!(
