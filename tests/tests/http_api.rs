@@ -843,6 +843,41 @@ async fn the_openapi_document_and_the_routes_agree() {
     }
 }
 
+/// The limits the document states are the ones the code enforces.
+#[test]
+fn the_documented_limits_are_the_enforced_ones() {
+    use pail_functions::http::records::{FETCH_BYTES_MAX, FETCH_RECORDS_MAX, FETCH_WAIT_MS_MAX};
+    let doc = serde_json::to_value(openapi()).unwrap();
+    let create = &doc["components"]["schemas"]["CreateTopic"]["properties"];
+    assert_eq!(
+        create["partitions"]["maximum"],
+        pail_core::topic::PARTITIONS_MAX
+    );
+    assert_eq!(
+        create["record_bytes_max"]["maximum"],
+        pail_core::topic::RECORD_BYTES_MAX_CEILING
+    );
+    assert_eq!(
+        create["name"]["maxLength"],
+        pail_core::topic::TOPIC_NAME_MAX_CHARS
+    );
+    let fetch =
+        &doc["paths"]["/v1/topics/{topic}/partitions/{partition}/records"]["get"]["parameters"];
+    let maximum = |name: &str| {
+        fetch
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]["maximum"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(maximum("max_records"), u64::from(FETCH_RECORDS_MAX));
+    assert_eq!(maximum("max_bytes"), FETCH_BYTES_MAX);
+    assert_eq!(maximum("wait_ms"), FETCH_WAIT_MS_MAX);
+}
+
 /// (method, path) of every operation in an OpenAPI document.
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     let mut ops = BTreeSet::new();

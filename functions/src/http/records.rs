@@ -231,13 +231,17 @@ fn detail(e: &Error) -> ErrorDetail {
 #[into_params(parameter_in = Query)]
 pub struct FetchParams {
     /// Where to start: `earliest`, `latest`, or an absolute offset.
+    #[param(pattern = "^(earliest|beginning|latest|end|[0-9]+)$")]
     pub offset: String,
     /// Most records to return, 1 to 10,000 (default 1,000).
+    #[param(minimum = 1, maximum = 10000)]
     pub max_records: Option<u32>,
     /// Most bytes of keys, values and headers to return, 1 to 4 MiB (default 1 MiB). At least
     /// one record is returned when any is available, even a larger one.
+    #[param(minimum = 1, maximum = 4194304)]
     pub max_bytes: Option<u64>,
     /// Wait up to this many ms (at most 20,000) for a record when none is available yet.
+    #[param(minimum = 0, maximum = 20000)]
     pub wait_ms: Option<u64>,
 }
 

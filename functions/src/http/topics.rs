@@ -44,13 +44,16 @@ impl From<TimestampType> for TimestampKind {
 #[serde(deny_unknown_fields)]
 pub struct CreateTopic {
     /// 1 to 249 characters of `[A-Za-z0-9._-]`, not `.` or `..`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,249}$", min_length = 1, max_length = 249)]
     pub name: String,
     /// 1 to 10,000.
+    #[schema(minimum = 1, maximum = 10000)]
     pub partitions: u32,
     #[serde(default)]
     pub timestamp_type: TimestampKind,
     /// Largest record (key + value + headers) in bytes; default 1 MiB, at most 64 MiB.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 67108864)]
     pub record_bytes_max: Option<u64>,
 }
 
