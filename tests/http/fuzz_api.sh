@@ -25,14 +25,9 @@ trap cleanup EXIT
 PAIL_TOKEN=$TOKEN "$PAIL" --store "$STATE/store" serve --listen 127.0.0.1:0 \
   </dev/null >/dev/null 2>"$STATE/serve.log" &
 PID=$!
-URL=
-for _ in $(seq 300); do   # 300 x 0.1 s = 30 s
-  URL=$(sed -n 's/^pail serve: listening on \(http:[^ ]*\)$/\1/p' "$STATE/serve.log")
-  [ -n "$URL" ] && break
-  kill -0 "$PID" 2>/dev/null || die "pail serve exited early: $(tail -n 3 "$STATE/serve.log")"
-  sleep 0.1
-done
-[ -n "$URL" ] || die "pail serve printed no address within 30 s"
+# shellcheck source=../await_line.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../await_line.sh"
+URL=$(await_line "$STATE/serve.log" 's/^pail serve: listening on \(http:[^ ]*\)$/\1/p' "$PID" "pail serve")
 
 # A topic with records, so generated requests can also hit real data.
 AUTH="Authorization: Bearer $TOKEN"
