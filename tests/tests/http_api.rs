@@ -956,3 +956,31 @@ async fn unkeyed_records_of_different_requests_spread_over_partitions() {
     // 64 random picks of 4 miss a partition with probability 4 * (3/4)^64, about 4e-8.
     assert_eq!(used.len(), 4, "{used:?}");
 }
+
+/// A request whose keys spread over many partitions (more than are committed at once) lands
+/// whole: every record at the offset the answer gives, in each partition's request order.
+#[tokio::test]
+async fn a_batch_over_many_partitions_lands_whole() {
+    let api = Api::on(&Store::memory());
+    api.create("wide", 100).await;
+    let records: Vec<Value> = (0..1000)
+        .map(|i| json!({"key": format!("key-{i}"), "value": format!("v{i}")}))
+        .collect();
+    let reply = api
+        .post("/v1/topics/wide/records", json!({"records": records}))
+        .await
+        .ok(StatusCode::OK);
+    let offsets = reply["offsets"].as_array().unwrap();
+    assert_eq!(offsets.len(), 1000);
+    let mut next = vec![0u64; 100];
+    for (i, at) in offsets.iter().enumerate() {
+        let p = partition_for_key(format!("key-{i}").as_bytes(), 100);
+        assert_eq!(at["partition"], p);
+        assert_eq!(at["offset"], next[p as usize], "record {i}");
+        next[p as usize] += 1;
+    }
+    let d = api.state.pail.describe_topic("wide").await.unwrap();
+    for p in &d.partitions {
+        assert_eq!(p.next_offset, next[p.partition as usize]);
+    }
+}

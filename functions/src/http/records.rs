@@ -13,6 +13,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
+use futures::StreamExt;
 use pail_core::producer::partitioner::partition_for_key;
 use pail_core::{Appended, Error, FetchLimits, Fetched, Header, OffsetSpec, Record, TopicMeta};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,9 @@ use crate::render::{Encoding, JsonHeader, JsonRecord, decode_bytes, parse_offset
 
 /// Most records one produce request may carry.
 pub const PRODUCE_RECORDS_MAX: usize = 10_000;
+/// Partitions one produce request commits to at once (a request with keys spread over many
+/// partitions must not open thousands of store requests together).
+const PRODUCE_COMMITS_CONCURRENCY: usize = 32;
 /// Records a fetch returns when it does not say (`max_records`), and the most it may ask for.
 pub const FETCH_RECORDS_DEFAULT: u32 = 1_000;
 pub const FETCH_RECORDS_MAX: u32 = 10_000;
@@ -121,7 +125,10 @@ pub async fn produce(
             (partition, positions, result)
         }
     });
-    let outcomes = futures::future::join_all(appends).await;
+    let outcomes: Vec<Outcome> = futures::stream::iter(appends)
+        .buffer_unordered(PRODUCE_COMMITS_CONCURRENCY)
+        .collect()
+        .await;
     state.metrics.count_appends(&outcomes);
     Ok(Json(respond(outcomes)?))
 }
