@@ -35,13 +35,32 @@ fn cargo_lambda() -> Option<String> {
     }
 }
 
-/// Kills the process when the test ends, passed or not.
-struct Killed(Child);
+/// Kills the process when the test ends, passed or not; on a failure, prints the end of its
+/// log (kept in the test's temporary folder, outside the workspace).
+struct Killed(Child, std::path::PathBuf);
+
+impl Killed {
+    fn spawn(mut cmd: Command, log: std::path::PathBuf) -> Killed {
+        let file = std::fs::File::create(&log).unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        Killed(cmd.spawn().unwrap(), log)
+    }
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("--- end of {}:", self.1.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -73,42 +92,31 @@ async fn records_produced_through_the_lambda_emulator_are_read_back_by_the_cli()
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let _emulator = Killed(
-        Command::new(&cargo_lambda)
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "--invoke-address",
-                "127.0.0.1",
-            ])
-            .args(["--invoke-port", &port.to_string(), "--bin", FUNCTION])
-            .args(["--manifest-path", manifest])
-            .current_dir(work.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut emulator = Command::new(&cargo_lambda);
+    emulator
+        .args(["lambda", "watch", "--only-lambda-apis"])
+        .args([
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+        ])
+        .args(["--bin", FUNCTION, "--manifest-path", manifest])
+        .current_dir(work.path());
+    let _emulator = Killed::spawn(emulator, work.path().join("emulator.log"));
     wait_for_port(&addr).await;
-    let _function = Killed(
-        Command::new(pail_http_bin())
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://{addr}/.rt/{FUNCTION}"),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-            .env("PAIL_STORE", &store)
-            .env_remove("PAIL_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut function = Command::new(pail_http_bin());
+    function
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://{addr}/.rt/{FUNCTION}"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("PAIL_STORE", &store)
+        .env_remove("PAIL_TOKEN");
+    let _function = Killed::spawn(function, work.path().join("function.log"));
     let url = |path: &str| format!("/lambda-url/{FUNCTION}{path}");
 
     let created = request(
