@@ -90,6 +90,11 @@ impl<K: Clone + Eq + Hash, V> Lru<K, V> {
         Some(slot.value)
     }
 
+    /// Every value, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values().map(|s| &s.value)
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -18,7 +18,7 @@ use crate::log::append::{self, CommitRequest, Committed};
 use crate::log::fetch::{self, FetchLimits, Fetched, OffsetSpec};
 use crate::log::hedge::Hedge;
 use crate::log::retry::{self, RetryFrom};
-use crate::log::{CacheLimits, CacheSizes, Caches, Part, Tip};
+use crate::log::{CacheLimits, Caches, Part, Tip};
 use crate::manifest::{AppendEdit, Edit, IdempotencyKey, LeaderClaim, ProducerBatch};
 use crate::record::{self, Record};
 use crate::storage::{Store, keys};
@@ -189,6 +189,14 @@ impl Pail {
         &self.inner.store
     }
 
+    /// How much this client's caches hold.
+    pub fn cache_sizes(&self) -> crate::log::CacheSizes {
+        crate::log::CacheSizes {
+            topics: crate::sync::lock(&self.inner.topics).len(),
+            ..self.inner.caches.sizes()
+        }
+    }
+
     /// This client's writer id, recorded in every version it commits.
     pub fn writer_id(&self) -> &str {
         &self.inner.writer_id
@@ -217,10 +225,6 @@ impl Pail {
     }
 
     /// How much the client caches hold (they are bounded; see `crate::log`).
-    pub fn cache_sizes(&self) -> CacheSizes {
-        self.inner.caches.sizes()
-    }
-
     /// Every topic in the store, sorted by name, including topics whose descriptor is damaged
     /// (describe reports those); fails if any other descriptor cannot be read.
     pub async fn list_topics(&self) -> Result<Vec<TopicName>> {
@@ -503,15 +507,7 @@ fn check_batch(meta: &TopicMeta, records: &[Record]) -> Result<()> {
     }
     let mut total = 0u64;
     for r in records {
-        let size = r.size_bytes();
-        if size > meta.config.record_bytes_max {
-            return Err(Error::TooLarge {
-                what: "record",
-                actual: size,
-                limit: meta.config.record_bytes_max,
-            });
-        }
-        total += size;
+        total += meta.check_record(r)?;
     }
     if total > APPEND_BYTES_MAX {
         return Err(Error::TooLarge {

@@ -1,9 +1,10 @@
-//! The pail binaries' shared code: the `pail` command line, and the JSON form of records that
-//! the CLI prints and the HTTP API (local server and Lambda) will serve.
+//! The pail binaries' shared code: the `pail` command line, the HTTP API (served locally by
+//! `pail serve` and on AWS Lambda by `pail-http`), and the JSON form of records both print.
 //!
 //! Everything here is a thin layer over [`pail_core::Pail`]: parsing, printing and exit codes.
 //! Must never: talk to the store directly or re-implement a core rule.
 
 pub mod bench;
 pub mod cli;
+pub mod http;
 pub mod render;

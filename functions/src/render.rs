@@ -1,14 +1,19 @@
 //! Records as JSON: one object per record, bytes as UTF-8 text where they are valid UTF-8 and
-//! base64 otherwise, with an `*_encoding` field saying which. [`JsonRecordIn`] reads the same
-//! shape back, so what `pail consume --format json` prints, `pail produce --format json` takes.
+//! base64 otherwise, with an `*_encoding` field saying which. `pail consume --format json`
+//! prints these objects and the HTTP API serves them, so both faces show records one way;
+//! [`JsonRecordIn`] reads the same shape back, so what `pail consume --format json` prints,
+//! `pail produce --format json` takes.
+//!
+//! Also the text forms both faces accept for offsets ([`parse_offset`]).
 
 use base64::Engine;
 use bytes::Bytes;
-use pail_core::{Header, Record, StoredRecord};
+use pail_core::{Header, OffsetSpec, Record, StoredRecord};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-/// How a byte field was written out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How a byte field is written out: UTF-8 text, or base64 (standard alphabet, padded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     #[default]
@@ -37,14 +42,19 @@ fn optional(bytes: &Option<Bytes>) -> (Option<String>, Option<Encoding>) {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A record header. On input `value_encoding` may be left out for UTF-8.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JsonHeader {
     pub key: String,
+    #[serde(default)]
     pub value: Option<String>,
+    #[serde(default)]
     pub value_encoding: Option<Encoding>,
 }
 
-#[derive(Debug, Serialize)]
+/// One record as `pail consume --format json` prints it and the HTTP API returns it.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JsonRecord<'a> {
     pub topic: &'a str,
     pub partition: u32,
@@ -125,14 +135,28 @@ pub struct JsonHeaderIn {
     pub value_encoding: Option<Encoding>,
 }
 
-/// The bytes `text` stands for in `encoding` (UTF-8 when absent).
+/// The bytes `text` stands for in `encoding` (UTF-8 when absent): the inverse of
+/// [`encode_bytes`].
 pub fn decode_bytes(text: &str, encoding: Option<Encoding>) -> Result<Bytes, String> {
     match encoding.unwrap_or_default() {
         Encoding::Utf8 => Ok(Bytes::copy_from_slice(text.as_bytes())),
         Encoding::Base64 => base64::engine::general_purpose::STANDARD
             .decode(text)
             .map(Bytes::from)
-            .map_err(|e| format!("not base64 ({e})")),
+            .map_err(|e| format!("is not valid base64: {e}")),
+    }
+}
+
+/// An offset as a person writes it: `earliest` (or `beginning`), `latest` (or `end`), or an
+/// absolute offset.
+pub fn parse_offset(s: &str) -> Result<OffsetSpec, String> {
+    match s {
+        "earliest" | "beginning" => Ok(OffsetSpec::Earliest),
+        "latest" | "end" => Ok(OffsetSpec::Latest),
+        n => n
+            .parse::<i64>()
+            .map(OffsetSpec::At)
+            .map_err(|_| format!("{n:?} is not earliest, latest or an offset")),
     }
 }
 
@@ -141,7 +165,7 @@ fn decode_optional(
     text: Option<&str>,
     encoding: Option<Encoding>,
 ) -> Result<Option<Bytes>, String> {
-    text.map(|t| decode_bytes(t, encoding).map_err(|e| format!("{field}: {e}")))
+    text.map(|t| decode_bytes(t, encoding).map_err(|e| format!("{field} {e}")))
         .transpose()
 }
 
@@ -232,7 +256,7 @@ mod tests {
         };
         assert!(err(r#"{"vale":"x"}"#).contains("unknown field `vale`"));
         assert!(err(r#"{"value":"x","value_encoding":"hex"}"#).contains("unknown variant `hex`"));
-        assert!(err(r#"{"value":"!!","value_encoding":"base64"}"#).contains("value: not base64"));
+        assert!(err(r#"{"value":"!!","value_encoding":"base64"}"#).contains("value is not valid base64"));
         assert!(err(r#"{"partition":-1}"#).contains("invalid value"));
         // Only a value: a plain unkeyed record.
         let plain: JsonRecordIn = serde_json::from_str(r#"{"value":"v"}"#).unwrap();

@@ -33,14 +33,9 @@ PID=$!
 # Until we succeed, kill the server on any exit.
 trap 'kill "$PID" 2>/dev/null || true' EXIT
 
-PORT=
-for _ in $(seq 300); do   # 300 x 0.1 s = 30 s
-  PORT=$(sed -n 's/^PORT=\([0-9][0-9]*\)$/\1/p' "$STATE/moto.out")
-  [ -n "$PORT" ] && break
-  kill -0 "$PID" 2>/dev/null || die "moto server exited early: $(tail -n 1 "$STATE/moto.log")"
-  sleep 0.1
-done
-[ -n "$PORT" ] || die "moto server printed no PORT= within 30 s (see $STATE/moto.log)"
+# shellcheck source=../await_line.sh
+source "$HERE/../await_line.sh"
+PORT=$(LOG_FILE="$STATE/moto.log" await_line "$STATE/moto.out" 's/^PORT=\([0-9][0-9]*\)$/\1/p' "$PID" "moto server")
 
 URL="http://127.0.0.1:$PORT"
 # Create the bucket (unsigned path-style PUT; moto routes unsigned requests to S3).

@@ -166,15 +166,24 @@ macro_rules! on_every_store {
 /// exist already (`tests/run.sh` builds it). Panics, saying how to build it, when it is missing.
 pub fn pail_bin() -> std::path::PathBuf {
     static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(find_pail_bin).clone()
+    BIN.get_or_init(|| find_bin("pail", "PAIL_BIN")).clone()
 }
 
-fn find_pail_bin() -> std::path::PathBuf {
-    if let Some(bin) = std::env::var_os("PAIL_BIN").filter(|b| !b.is_empty()) {
+/// The `pail-http` binary (the HTTP API as a Lambda function): `$PAIL_HTTP_BIN` if set, else
+/// next to `pail`, found the same way as [`pail_bin`].
+pub fn pail_http_bin() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| find_bin("pail-http", "PAIL_HTTP_BIN"))
+        .clone()
+}
+
+fn find_bin(name: &str, var: &str) -> std::path::PathBuf {
+    let build = format!("cargo build -p pail-functions --bin {name}");
+    if let Some(bin) = std::env::var_os(var).filter(|b| !b.is_empty()) {
         let bin = std::path::PathBuf::from(bin);
         assert!(
             bin.is_file(),
-            "PAIL_BIN={} does not exist: build it with cargo build -p pail-functions --bin pail",
+            "{var}={} does not exist: build it with {build}",
             bin.display()
         );
         return bin;
@@ -196,11 +205,10 @@ fn find_pail_bin() -> std::path::PathBuf {
         .unwrap_or_else(|| workspace.join("target"));
     let bin = target
         .join("debug")
-        .join(format!("pail{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
-        "no pail binary at {}: build it with cargo build -p pail-functions --bin pail \
-         (or point PAIL_BIN at one)",
+        "no {name} binary at {}: build it with {build} (or point {var} at one)",
         bin.display()
     );
     warn_if_stale(&bin, &workspace);
@@ -232,7 +240,7 @@ fn warn_if_stale(bin: &std::path::Path, workspace: &std::path::Path) {
     {
         eprintln!(
             "warning: {} is older than the core/functions sources; rebuild it with \
-             cargo build -p pail-functions --bin pail",
+             cargo build -p pail-functions --bins",
             bin.display()
         );
     }
@@ -481,5 +489,98 @@ impl TokioClock {
 impl pail_core::Clock for TokioClock {
     fn now_ms(&self) -> i64 {
         1_700_000_000_000 + self.0.elapsed().as_millis() as i64
+    }
+}
+
+/// A minimal HTTP/1.1 client over a fresh TCP connection per request (`Connection: close`),
+/// for tests of servers on loopback: no client library to hide what goes over the wire.
+pub mod http {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// A status and body.
+    #[derive(Debug)]
+    pub struct Reply {
+        pub status: u16,
+        pub body: String,
+    }
+
+    impl Reply {
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_str(&self.body)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        }
+    }
+
+    /// The request's bytes: `body` as JSON when given, plus any extra header lines.
+    pub fn encode(method: &str, path: &str, headers: &[&str], body: Option<&str>) -> Vec<u8> {
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        if let Some(body) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body.unwrap_or_default());
+        req.into_bytes()
+    }
+
+    /// Sends one request and reads the whole answer.
+    pub async fn request(
+        addr: &str,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(&encode(method, path, headers, body))
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        Reply { status, body }
+    }
+
+    fn dechunk(mut body: &str) -> String {
+        let mut out = String::new();
+        while let Some((size, rest)) = body.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.push_str(&rest[..size]);
+            body = &rest[size + 2..];
+        }
+        out
+    }
+
+    /// Sends a request and returns the open connection without reading the answer: a client
+    /// that will go away mid-request when the stream is dropped.
+    pub async fn abandon(addr: &str, method: &str, path: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(&encode(method, path, &[], None))
+            .await
+            .unwrap();
+        stream
     }
 }

@@ -267,7 +267,7 @@ fn headers_apply_to_every_record_and_bad_json_is_named() {
         (
             "{\"value\":\"!\",\"value_encoding\":\"base64\"}\n",
             vec![],
-            "value: not base64",
+            "value is not valid base64",
         ),
         ("[1]\n", vec![], "line 1 is not a record in JSON"),
     ];

@@ -38,7 +38,10 @@ pub use crate::chain::Head;
 pub type Tip = Version<PartitionManifest>;
 
 /// Index entries a client keeps per partition.
-const INDEX_ENTRIES_PER_PARTITION: usize = 4096;
+pub const INDEX_ENTRIES_PER_PARTITION: usize = 4096;
+/// Default bounds of the footer cache (see [`CacheLimits`]).
+pub const FOOTER_CACHE_ENTRIES: usize = 1024;
+pub const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Bytes charged per cached tip or index entry (keys, manifest, bookkeeping), for the bounds.
 const ENTRY_OVERHEAD_BYTES: usize = 256;
 
@@ -86,8 +89,8 @@ impl Default for CacheLimits {
     fn default() -> Self {
         CacheLimits {
             tips: 16_384,
-            footers: 1024,
-            footer_bytes: 64 * 1024 * 1024,
+            footers: FOOTER_CACHE_ENTRIES,
+            footer_bytes: FOOTER_CACHE_BYTES,
             indexed_partitions: 1024,
         }
     }
@@ -99,13 +102,20 @@ impl Default for Caches {
     }
 }
 
-/// How many entries each cache holds, for tests and metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How much a client's caches hold: what a long-lived host (a server, a warm Lambda) watches
+/// to see that they stay bounded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CacheSizes {
+    /// Topic descriptors (kept by the client, filled in by `Pail::cache_sizes`).
+    pub topics: usize,
+    /// Partitions whose newest known version is remembered.
     pub tips: usize,
+    /// Decoded footers, and the bytes they hold (tails and decoded metadata).
     pub footers: usize,
     pub footer_bytes: usize,
+    /// Partitions with a segment index, and the segment ranges remembered over all of them.
     pub indexed_partitions: usize,
+    pub index_entries: usize,
 }
 
 impl Caches {
@@ -141,11 +151,14 @@ impl Caches {
 
     pub fn sizes(&self) -> CacheSizes {
         let footers = lock(&self.footers);
+        let index = lock(&self.index);
         CacheSizes {
+            topics: 0,
             tips: lock(&self.tips).len(),
             footers: footers.len(),
             footer_bytes: footers.weight(),
-            indexed_partitions: lock(&self.index).len(),
+            indexed_partitions: index.len(),
+            index_entries: index.values().map(BTreeMap::len).sum(),
         }
     }
 

@@ -325,6 +325,19 @@ impl TopicMeta {
             .map_err(|e| Error::Encode(format!("topic descriptor does not encode: {e}")))
     }
 
+    /// The record's size if it is within the topic's record limit, else `TooLarge`.
+    pub fn check_record(&self, record: &crate::record::Record) -> Result<u64> {
+        let size = record.size_bytes();
+        if size > self.config.record_bytes_max {
+            return Err(Error::TooLarge {
+                what: "record",
+                actual: size,
+                limit: self.config.record_bytes_max,
+            });
+        }
+        Ok(size)
+    }
+
     pub fn check_partition(&self, partition: u32) -> Result<()> {
         if partition < self.config.partitions {
             Ok(())

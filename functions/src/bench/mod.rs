@@ -89,7 +89,8 @@ async fn open_store(url: &str, seed: u64) -> anyhow::Result<Store> {
     Ok(Store::open(url).await?)
 }
 
-fn metered(store: &Store) -> (Store, Arc<RequestCounts>) {
+/// `store` with every request counted (also what `pail serve` reports on `/metrics`).
+pub(crate) fn metered(store: &Store) -> (Store, Arc<RequestCounts>) {
     let counts = Arc::new(RequestCounts::default());
     let c = Arc::clone(&counts);
     (

@@ -7,6 +7,7 @@
 //! pail [--store URL] produce TOPIC [-p P] [-K SEP] [-H NAME=VALUE]... [--format text|json]
 //! pail [--store URL] consume TOPIC [-p P] [-o OFFSET] [-c N] [-K SEP | -f PATTERN]
 //!                                  [--format text|json] [--follow]
+//! pail [--store URL] serve [--listen ADDR]
 //! pail completions bash|zsh|fish
 //! ```
 //!
@@ -17,6 +18,7 @@
 mod completions;
 mod consume;
 mod produce;
+mod serve;
 mod topic;
 pub(crate) mod values;
 
@@ -52,6 +54,12 @@ Examples:
     Produce(produce::ProduceArgs),
     /// Print a topic's records.
     Consume(consume::ConsumeArgs),
+    /// Serve the HTTP API (bearer token from PAIL_TOKEN; without one, loopback only).
+    #[command(after_help = "\
+Examples:
+  pail serve                                     http://127.0.0.1:8080, loopback only
+  PAIL_TOKEN=secret pail serve --listen 0.0.0.0:8080")]
+    Serve(serve::ServeArgs),
     /// Measure produce, consume or end-to-end performance (store: any URL, or
     /// sim:s3-standard / sim:s3-express for a latency-simulated S3).
     #[command(after_help = "\
@@ -135,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             args.check()?;
             consume::run(&open(&cli.store, false).await?, args).await
         }
+        Command::Serve(args) => serve::run(&open(&cli.store, true).await?, args).await,
         // The bench opens its own store: it also accepts simulated and in-memory ones.
         Command::Bench(args) => crate::bench::run(&cli.store, args).await,
         Command::Completions(args) => completions::run(args),
