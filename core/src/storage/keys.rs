@@ -4,6 +4,7 @@
 //! topics/{topic}/_topic.json                                  topic descriptor, version 1
 //! topics/{topic}/_config/{version:020}.json                   later descriptor versions
 //! topics/{topic}/partition={p}/{base:020}-{version:020}.parquet  segment = commit (create-once)
+//! topics/{topic}/partition={p}/{base:020}-{last:020}-{first:020}.parquet  merged segment
 //! topics/{topic}/_hints/partition={p}.json                    latest-version hint (overwritten)
 //! _staging/                                                    local store's uploads in flight
 //! groups/{group}/versions/{version:020}.json                  group state version (create-once)
@@ -139,14 +140,63 @@ pub fn segment_list_start(topic: &TopicName, partition: u32, base_offset: u64) -
     segment(topic, partition, base_offset, u64::MAX)
 }
 
-/// Base offset and version named by a segment key, or `None` for any other object.
+/// Base offset and version named by a chain segment key, or `None` for any other object
+/// (merged segments included).
 pub fn parse_segment(key: &Path) -> Option<(u64, u64)> {
+    match parse_segment_object(key)? {
+        SegmentKey {
+            base_offset,
+            first_version,
+            last_version,
+        } if first_version == last_version => Some((base_offset, last_version)),
+        _ => None,
+    }
+}
+
+/// A merged segment: the records of versions `first..=last`, starting at `base_offset`
+/// (compaction). It sorts after the chain segment of version `first` (same base offset) and
+/// before the one of version `last + 1`, so a listing still reads in offset order.
+pub fn merged_segment(
+    topic: &TopicName,
+    partition: u32,
+    base_offset: u64,
+    first_version: u64,
+    last_version: u64,
+) -> Path {
+    partition_dir(topic, partition).join(format!(
+        "{base_offset:0WIDTH$}-{last_version:0WIDTH$}-{first_version:0WIDTH$}{SEGMENT_SUFFIX}"
+    ))
+}
+
+/// What a segment object's key names: a chain version (`first == last`) or a merged range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentKey {
+    pub base_offset: u64,
+    pub first_version: u64,
+    pub last_version: u64,
+}
+
+/// The segment a key in a partition folder names, chain or merged; `None` for anything else.
+pub fn parse_segment_object(key: &Path) -> Option<SegmentKey> {
     let name = key.filename()?.strip_suffix(SEGMENT_SUFFIX)?;
-    let (base, version) = name.split_once('-')?;
-    if base.len() != WIDTH || version.len() != WIDTH {
+    let parts: Vec<&str> = name.split('-').collect();
+    if parts.iter().any(|p| p.len() != WIDTH) {
         return None;
     }
-    Some((base.parse().ok()?, version.parse().ok()?))
+    let num = |s: &str| s.parse::<u64>().ok();
+    match parts.as_slice() {
+        [base, version] => Some(SegmentKey {
+            base_offset: num(base)?,
+            first_version: num(version)?,
+            last_version: num(version)?,
+        }),
+        [base, last, first] if num(first)? < num(last)? => Some(SegmentKey {
+            base_offset: num(base)?,
+            first_version: num(first)?,
+            last_version: num(last)?,
+        }),
+        _ => None,
+    }
 }
 
 pub fn hint(topic: &TopicName, partition: u32) -> Path {
@@ -192,6 +242,25 @@ mod tests {
         assert_eq!(keys, sorted);
         assert!(segment_list_start(&t, 0, 5).to_string() > keys[3]);
         assert!(segment_list_start(&t, 0, 5).to_string() < keys[4]);
+    }
+
+    #[test]
+    fn merged_segments_sort_between_their_first_and_next_versions() {
+        let t = TopicName::new("t").unwrap();
+        let first = segment(&t, 0, 5, 3);
+        let merged = merged_segment(&t, 0, 5, 3, 9);
+        let next = segment(&t, 0, 40, 10);
+        assert!(first.to_string() < merged.to_string() && merged.to_string() < next.to_string());
+        assert_eq!(parse_segment(&merged), None, "not a chain version");
+        assert_eq!(
+            parse_segment_object(&merged),
+            Some(SegmentKey {
+                base_offset: 5,
+                first_version: 3,
+                last_version: 9
+            })
+        );
+        assert_eq!(parse_segment_object(&first).map(|k| k.last_version), Some(3));
     }
 
     #[test]
