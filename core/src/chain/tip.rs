@@ -133,7 +133,7 @@ async fn discover<C: Chain>(chain: &C) -> Result<Head<C::State>> {
             // The newest version was listed but gone when read: retention raced us. Again.
             Newest::Vanished => continue,
         };
-        return Ok(check_hint(head, hint.as_ref()));
+        return Ok(check_hint(chain, head, hint.as_ref()));
     }
     Err(Error::corrupt(
         chain.dir(),
@@ -141,19 +141,30 @@ async fn discover<C: Chain>(chain: &C) -> Result<Head<C::State>> {
     ))
 }
 
-/// A head older than the version the hint names has lost versions that were committed.
-fn check_hint<S: super::Versioned>(mut head: Head<S>, hint: Option<&(Path, u64)>) -> Head<S> {
+/// A head older than the version the hint names has lost versions that were committed: the
+/// chain is blocked at the first of them (the key its successor would take).
+fn check_hint<C: Chain>(
+    chain: &C,
+    mut head: Head<C::State>,
+    hint: Option<&(Path, u64)>,
+) -> Head<C::State> {
     if let Some((key, version)) = hint
         && *version > head.tip.number()
         && head.blocked.is_none()
     {
+        let first = head.tip.number() + 1;
+        let missing = if first == *version {
+            format!("version {version}")
+        } else {
+            format!("versions {first}..={version} (up to {key})")
+        };
         head.blocked = Some(Blocked {
-            key: key.to_string(),
+            key: chain.next_key(&head.tip.state).to_string(),
             reason: format!(
-                "version {version} was committed (the chain's hint names it) but the store now \
-                 ends at version {}: newer objects were deleted by hand or by a lifecycle rule, \
-                 and writing on would reuse their offsets",
-                head.tip.number()
+                "{missing} of {} were committed (the chain's hint names version {version}) but \
+                 are missing from the store: deleted by hand or by a bucket lifecycle rule; \
+                 writing on would hand out their offsets again",
+                chain.describe()
             ),
         });
     }
@@ -233,31 +244,80 @@ async fn read_hint<C: Chain>(chain: &C) -> Result<Option<(Path, u64)>> {
         .filter(|(key, version)| chain.parse_key(key) == Some(*version)))
 }
 
-/// Rewrites the chain's hint if `v` is due for one.
+/// True when a committer writes the chain's hint as soon as `version` lands: the first version
+/// (so every chain with data has a hint, and a chain whose every object disappears is noticed)
+/// and every [`HINT_EVERY_VERSIONS`]th.
+pub fn hint_due(version: u64) -> bool {
+    version == 1 || (version > 0 && version.is_multiple_of(HINT_EVERY_VERSIONS))
+}
+
+/// Rewrites the chain's hint if `v` is due for one ([`hint_due`]), in the background.
 pub fn maybe_write_hint<C: Chain>(chain: &C, v: &Version<C::State>) {
-    if v.number() > 0 && v.number().is_multiple_of(HINT_EVERY_VERSIONS) {
+    if hint_due(v.number()) {
         write_hint(chain, v);
     }
 }
 
 /// Rewrites the chain's hint to name `v`, in the background: a hint never delays an
-/// acknowledgement, and a failed one only makes the next cold start list a little more.
+/// acknowledgement, and a failed one only makes the next cold start list a little more (and
+/// leaves a lost head noticed only up to the previous hint).
 pub fn write_hint<C: Chain>(chain: &C, v: &Version<C::State>) {
-    let Some(key) = chain.key_of(&v.state) else {
+    let Some(task) = HintWrite::new(chain, v) else {
         return;
     };
-    let hint = Hint {
-        version: v.number(),
-        key: key.to_string(),
-    };
-    let Ok(bytes) = serde_json::to_vec(&hint) else {
-        return;
-    };
-    let store = chain.store().clone();
-    let hint_key = chain.hint_key();
     tokio::spawn(async move {
-        if let Err(e) = store.overwrite(&hint_key, bytes.into()).await {
-            tracing::debug!(key = %hint_key, error = %e, "hint not written");
+        if let Err(e) = task.run().await {
+            tracing::debug!(key = %task.hint_key, error = %e, "hint not written");
         }
     });
+}
+
+/// Makes the chain's hint name `v` now, unless it already names `v` or a newer version.
+/// Returns whether it wrote.
+pub async fn write_hint_now<C: Chain>(chain: &C, v: &Version<C::State>) -> Result<bool> {
+    match HintWrite::new(chain, v) {
+        Some(task) => task.run().await,
+        None => Ok(false),
+    }
+}
+
+/// One hint write, detached from the chain so it can run in the background.
+struct HintWrite {
+    store: crate::storage::Store,
+    hint_key: Path,
+    hint: Hint,
+    dir: Path,
+}
+
+impl HintWrite {
+    fn new<C: Chain>(chain: &C, v: &Version<C::State>) -> Option<Self> {
+        let key = chain.key_of(&v.state)?;
+        Some(HintWrite {
+            store: chain.store().clone(),
+            hint_key: chain.hint_key(),
+            hint: Hint {
+                version: v.number(),
+                key: key.to_string(),
+            },
+            dir: chain.dir(),
+        })
+    }
+
+    /// Hints only move forward: a writer with an older view (an idle producer that closes
+    /// after others wrote on) must not erase what the hint knows, because the hint is the
+    /// evidence that notices a lost head. One GET before the PUT.
+    async fn run(&self) -> Result<bool> {
+        if let Some(bytes) = self.store.get(&self.hint_key).await? {
+            let current = serde_json::from_slice::<Hint>(&bytes)
+                .ok()
+                .filter(|h| Path::from(h.key.as_str()).prefix_matches(&self.dir));
+            if current.is_some_and(|h| h.version >= self.hint.version) {
+                return Ok(false);
+            }
+        }
+        let bytes = serde_json::to_vec(&self.hint)
+            .map_err(|e| Error::corrupt(&self.hint_key, format!("hint does not encode: {e}")))?;
+        self.store.overwrite(&self.hint_key, bytes.into()).await?;
+        Ok(true)
+    }
 }

@@ -93,6 +93,8 @@ pub async fn run(pail: &Pail, args: ProduceArgs) -> anyhow::Result<()> {
     while let Some(result) = pending.next().await {
         tally.add(result);
     }
+    // Hints each written partition's newest version, so deleting it later is noticed.
+    producer.close().await;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "produced {} records to {} ({} partitions) in {:.2} s, {:.0} records/s{}",
