@@ -20,6 +20,7 @@ on_every_store!(
     a_deleted_first_segment_says_what_is_missing,
     junk_at_the_next_key_blocks_writes_not_reads,
     a_truncated_newest_segment_blocks_writes_not_reads,
+    damage_past_a_missing_version_blocks_writes,
     a_head_deleted_after_a_producer_closed_is_noticed,
     an_idle_partition_whose_segments_all_expired_refuses_writes,
     a_producer_writes_one_final_hint_per_partition,
@@ -263,6 +264,23 @@ async fn a_truncated_newest_segment_blocks_writes_not_reads(b: Backend) {
     names(&fetch(&reader, &topic, 100, 10).await.unwrap_err(), &newest);
     describes_blocked(&ts, &topic, 100, &newest).await;
     refuses_naming(&fresh(&ts), &topic, &newest).await;
+}
+
+async fn damage_past_a_missing_version_blocks_writes(b: Backend) {
+    let Some((ts, pail, topic)) = setup(b, 1).await else {
+        return;
+    };
+    fill(&pail, &topic, 4).await;
+    // Version 3 deleted, version 4 damaged: the damaged object still says version 4 existed,
+    // so version 3 did too, and its offsets were handed out.
+    delete(&ts, &seg(&topic, 3)).await;
+    truncate(&ts, &seg(&topic, 4)).await;
+    refuses_naming(&fresh(&ts), &topic, &seg(&topic, 3)).await;
+    describes_blocked(&ts, &topic, 100, &seg(&topic, 3)).await;
+    assert_eq!(
+        fetch(&fresh(&ts), &topic, 0, 10_000).await.unwrap().len(),
+        100
+    );
 }
 
 async fn a_head_deleted_after_a_producer_closed_is_noticed(b: Backend) {

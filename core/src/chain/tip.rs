@@ -71,10 +71,12 @@ pub async fn walk_forward<C: Chain>(
         // Far behind: one listing jumps to the newest version, then probing confirms it.
         let own = chain.key_of(&tip.state);
         match newest_listed(chain, own.as_ref()).await? {
-            Newest::Found(newer, false) if newer.number() > tip.number() => {
+            Newest::Found(newer, None) if newer.number() > tip.number() => {
                 return Ok(Head::clear(newer));
             }
-            Newest::Found(newer, true) if newer.number() > tip.number() => tip = newer,
+            // Damage listed after it: probe on from there to find where the chain stops.
+            Newest::Found(newer, Some(_)) if newer.number() > tip.number() => tip = newer,
+            Newest::OnlyDamaged(_) => {}
             _ => return Ok(Head::clear(tip)),
         }
     }
@@ -118,18 +120,20 @@ async fn discover<C: Chain>(chain: &C) -> Result<Head<C::State>> {
     for _ in 0..DISCOVER_ATTEMPTS_MAX {
         if let Some(hinted) = &hint {
             // Keys sort in chain order, so only those after the hint can be newer.
-            match newest_listed(chain, Some(&hinted.0)).await? {
-                Newest::Found(v, stepped_back) => return settle(chain, v, stepped_back).await,
+            let damaged = match newest_listed(chain, Some(&hinted.0)).await? {
+                Newest::Found(v, damaged) => return settle(chain, v, damaged).await,
                 Newest::Vanished => continue,
-                Newest::Nothing => {}
-            }
+                Newest::Nothing => None,
+                Newest::OnlyDamaged(newest) => Some(newest),
+            };
             if let Ok(Some(v)) = chain.read(&hinted.0, ReadFor::State).await {
-                return walk_forward(chain, v).await;
+                return settle(chain, v, damaged).await;
             }
         }
         let head = match newest_listed(chain, None).await? {
-            Newest::Found(v, stepped_back) => settle(chain, v, stepped_back).await?,
+            Newest::Found(v, damaged) => settle(chain, v, damaged).await?,
             Newest::Nothing => walk_forward(chain, chain.genesis()).await?,
+            Newest::OnlyDamaged(newest) => settle(chain, chain.genesis(), Some(newest)).await?,
             // The newest version was listed but gone when read: retention raced us. Again.
             Newest::Vanished => continue,
         };
@@ -174,23 +178,39 @@ fn check_hint<C: Chain>(
 enum Newest<S> {
     Nothing,
     Vanished,
-    /// The newest version that decodes, and whether damaged objects listed after it were
-    /// stepped over.
-    Found(Version<S>, bool),
+    /// The newest version that decodes, and the highest version number named by damaged
+    /// objects listed after it, if any were stepped over.
+    Found(Version<S>, Option<u64>),
+    /// Only damaged objects were listed; the highest version number they name.
+    OnlyDamaged(u64),
 }
 
 /// The head at `v`, the newest listed version. Only when damaged objects were listed after it
-/// can its successor be one of them: then probe, to learn whether the chain is blocked.
+/// can its successor be one of them: then probe, to learn whether the chain is blocked. A
+/// damaged object named for a version past the head's successor is evidence too: that version
+/// existed, so the ones between were committed and are gone.
 async fn settle<C: Chain>(
     chain: &C,
     v: Version<C::State>,
-    stepped_back: bool,
+    damaged: Option<u64>,
 ) -> Result<Head<C::State>> {
-    if stepped_back {
-        walk_forward(chain, v).await
-    } else {
-        Ok(Head::clear(v))
+    let Some(newest) = damaged else {
+        return Ok(Head::clear(v));
+    };
+    let mut head = walk_forward(chain, v).await?;
+    let first = head.tip.number() + 1;
+    if head.blocked.is_none() && newest > first {
+        head.blocked = Some(Blocked {
+            key: chain.next_key(&head.tip.state).to_string(),
+            reason: format!(
+                "an object named for version {newest} of {} is in the store (it does not \
+                 decode), but versions {first}..{newest} are missing: committed versions were \
+                 deleted or damaged, and writing on would hand out their offsets again",
+                chain.describe()
+            ),
+        });
     }
+    Ok(head)
 }
 
 /// The newest decodable version listed after `after` (all versions when `None`). Damaged
@@ -198,28 +218,30 @@ async fn settle<C: Chain>(
 /// walked from its start (which finds the damage at version 1 if it is there).
 async fn newest_listed<C: Chain>(chain: &C, after: Option<&Path>) -> Result<Newest<C::State>> {
     let listed = list_versions(chain, after).await?;
-    let mut damaged = None;
-    for (i, (key, _)) in listed.iter().rev().enumerate() {
+    let mut damaged: Option<(Error, u64)> = None;
+    for (i, (key, version)) in listed.iter().rev().enumerate() {
         if i >= STEP_BACK_MAX {
             break;
         }
         match chain.read(key, ReadFor::State).await {
-            Ok(Some(v)) => return Ok(Newest::Found(v, damaged.is_some())),
+            Ok(Some(v)) => return Ok(Newest::Found(v, damaged.map(|(_, n)| n))),
             Ok(None) if i == 0 => return Ok(Newest::Vanished),
             Ok(None) => {}
             Err(e) if e.kind() == ErrorKind::Corrupt => {
-                damaged.get_or_insert(e);
+                let newest = damaged
+                    .as_ref()
+                    .map_or(*version, |(_, n)| (*n).max(*version));
+                let first = damaged.map_or(e, |(e, _)| e);
+                damaged = Some((first, newest));
             }
             Err(e) => return Err(e),
         }
     }
     match damaged {
+        Some((e, _)) if listed.len() > STEP_BACK_MAX => Err(e),
         // Every listed object is damaged: build on what precedes them, if anything.
-        Some(_) if after.is_none() && listed.len() <= STEP_BACK_MAX => {
-            Ok(Newest::Found(chain.genesis(), true))
-        }
-        Some(e) if listed.len() > STEP_BACK_MAX => Err(e),
-        _ => Ok(Newest::Nothing),
+        Some((_, newest)) => Ok(Newest::OnlyDamaged(newest)),
+        None => Ok(Newest::Nothing),
     }
 }
 
