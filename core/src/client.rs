@@ -519,7 +519,7 @@ impl Pail {
         fetch::fetch(self.part(&meta.name, partition), from, limits).await
     }
 
-    fn part<'a>(&'a self, topic: &'a TopicName, partition: u32) -> Part<'a> {
+    pub(crate) fn part<'a>(&'a self, topic: &'a TopicName, partition: u32) -> Part<'a> {
         Part {
             store: &self.inner.store,
             caches: &self.inner.caches,

@@ -25,11 +25,14 @@
 //! - [`log`]: one partition as a chain of segments: appends, retries, fetch.
 //! - [`client`]: [`Pail`], the API every binary uses.
 //! - [`producer`]: batching, partitioning, group commit and idempotent retries over [`Pail`].
+//! - [`doctor`]: checking every chain object by object, and the one safe repair
+//!   ([`Pail::doctor`], [`Pail::repair`]).
 
 pub mod cache;
 pub mod chain;
 pub mod client;
 pub mod clock;
+pub mod doctor;
 pub mod entropy;
 pub mod error;
 #[doc(hidden)]

@@ -40,6 +40,16 @@ async fn setup(b: Backend, partitions: u32) -> Option<(TestStore, Pail, TopicNam
     Some((ts, pail, TopicName::new(&topic).unwrap()))
 }
 
+/// [`setup`] with two partitions: `segments` of [`fill`] in partition 0, 3 records in 1.
+async fn two_partitions(b: Backend, segments: u64) -> Option<(TestStore, Pail, TopicName)> {
+    let (ts, pail, topic) = setup(b, 2).await?;
+    fill(&pail, &topic, segments).await;
+    pail.append(topic.as_str(), 1, values(3, "p1"))
+        .await
+        .unwrap();
+    Some((ts, pail, topic))
+}
+
 fn values(n: usize, tag: &str) -> Vec<Record> {
     (0..n)
         .map(|i| Record::from_value(format!("{tag}-{i}")))
@@ -215,13 +225,9 @@ async fn a_deleted_first_segment_says_what_is_missing(b: Backend) {
 }
 
 async fn junk_at_the_next_key_blocks_writes_not_reads(b: Backend) {
-    let Some((ts, pail, topic)) = setup(b, 2).await else {
+    let Some((ts, pail, topic)) = two_partitions(b, 3).await else {
         return;
     };
-    fill(&pail, &topic, 3).await;
-    pail.append(topic.as_str(), 1, values(3, "p1"))
-        .await
-        .unwrap();
     let junk = seg(&topic, 4);
     put(&ts, &junk, Bytes::from_static(b"junk\n")).await;
     for reader in [fresh(&ts), fresh(&ts)] {
@@ -303,6 +309,16 @@ async fn a_head_deleted_after_a_producer_closed_is_noticed(b: Backend) {
     let newest = keys::segment(&topic, 0, base, version);
     delete(&ts, &newest).await;
     refuses_naming(&fresh(&ts), &topic, &newest).await;
+    // So does an idempotent producer, whose first step looks the partition up for retries.
+    let producer = Producer::new(fresh(&ts), topic.as_str(), ProducerConfig::default())
+        .await
+        .unwrap();
+    let delivery = producer
+        .send(Record::from_value("no"), Some(0))
+        .await
+        .unwrap();
+    names(&delivery.await.unwrap_err(), &newest);
+    producer.close().await;
     // Nothing was written, reads below still work, describe says why writes stop.
     assert_eq!(
         fetch(&fresh(&ts), &topic, 0, 5).await.unwrap(),
@@ -411,4 +427,353 @@ async fn a_quiet_partition_is_hinted_without_closing(b: Backend) {
     let before_close = counts.snapshot();
     producer.close().await;
     assert_eq!(counts.snapshot().since(&before_close).puts, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// pail doctor (`Pail::doctor`, `Pail::repair`).
+
+mod doctor_on {
+    pail_tests::on_every_store!(
+        a_healthy_store,
+        junk_at_the_next_key,
+        damage_that_may_be_committed,
+        missing_segments,
+        strays,
+        links_and_totals,
+        a_damaged_descriptor,
+    );
+    use super::doctor::*;
+}
+
+mod doctor {
+    use super::*;
+    use pail_core::doctor::{Finding, Problem, Report};
+    use pail_core::manifest::{Edit, PartitionManifest};
+
+    /// The one finding of `report`, which must have this problem, key and repairability.
+    fn only(report: Report, problem: Problem, key: &str, repairable: bool) -> Finding {
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        let f = report.findings[0].clone();
+        assert_eq!(
+            (f.problem, f.key.as_str(), f.repairable),
+            (problem, key, repairable),
+            "{f:#?}"
+        );
+        assert!(!f.action.is_empty());
+        f
+    }
+
+    async fn doctor(ts: &TestStore, topic: &TopicName) -> Report {
+        fresh(ts).doctor(Some(topic.as_str())).await.unwrap()
+    }
+
+    pub async fn a_healthy_store(b: Backend) {
+        let Some((ts, pail, topic)) = setup(b, 3).await else {
+            return;
+        };
+        fill(&pail, &topic, 3).await;
+        pail.commit_control(topic.as_str(), 1, Edit::AcquireLease { lease_ms: 10 })
+            .await
+            .unwrap();
+        pail.append(topic.as_str(), 1, values(2, "x"))
+            .await
+            .unwrap();
+        let other = pail_tests::unique("other-");
+        pail.create_topic(&other, TopicConfig::new(1))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            pail.append(&other, 0, values(1, "o")).await.unwrap();
+        }
+        pail.write_hint(&other, 0).await.unwrap();
+        let report = fresh(&ts).doctor(None).await.unwrap();
+        assert!(report.healthy(), "{report:#?}");
+        assert_eq!(
+            (
+                report.topics,
+                report.partitions,
+                report.segments,
+                report.objects
+            ),
+            (2, 4, 8, 8)
+        );
+        let e = fresh(&ts).doctor(Some("no-such-topic")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
+
+    pub async fn junk_at_the_next_key(b: Backend) {
+        let Some((ts, pail, topic)) = setup(b, 2).await else {
+            return;
+        };
+        fill(&pail, &topic, 3).await;
+        let junk = seg(&topic, 4);
+        put(&ts, &junk, Bytes::from_static(b"junk\n")).await;
+        let f = only(
+            doctor(&ts, &topic).await,
+            Problem::Foreign,
+            junk.as_ref(),
+            true,
+        );
+        assert!(f.detail.contains("not a Parquet file"), "{f:?}");
+        assert!(f.action.contains("--repair"), "{f:?}");
+        let repaired = fresh(&ts).repair(Some(topic.as_str())).await.unwrap();
+        assert!(repaired.after.healthy(), "{repaired:#?}");
+        assert!(repaired.not_moved.is_empty(), "{repaired:#?}");
+        assert_eq!(repaired.moved.len(), 1, "{repaired:#?}");
+        let moved = &repaired.moved[0];
+        assert_eq!(moved.from, junk.as_ref());
+        assert!(moved.to.starts_with("_quarantine/"), "{moved:?}");
+        assert!(moved.to.ends_with(junk.as_ref()), "{moved:?}");
+        // Copied first, deleted second: the junk is kept, out of the chain's way.
+        let kept = ts.store.get(&Path::from(moved.to.as_str())).await.unwrap();
+        assert_eq!(kept.as_deref(), Some(&b"junk\n"[..]));
+        assert!(ts.store.get(&junk).await.unwrap().is_none());
+        // Writes go on where the log ends: no offset is reused, none skipped.
+        let got = fresh(&ts)
+            .append(topic.as_str(), 0, values(1, "after"))
+            .await
+            .unwrap();
+        assert_eq!(got.base_offset, 150);
+        assert!(doctor(&ts, &topic).await.healthy());
+        // The quarantine is no topic.
+        let topics = fresh(&ts).list_topics().await.unwrap();
+        assert_eq!(topics, vec![topic.clone()]);
+    }
+
+    pub async fn damage_that_may_be_committed(b: Backend) {
+        let Some((ts, pail, topic)) = setup(b, 1).await else {
+            return;
+        };
+        fill(&pail, &topic, 4).await;
+        // A truncated newest segment: its offsets were handed out.
+        truncate(&ts, &seg(&topic, 4)).await;
+        // Junk over a middle segment: version 4 builds on it, so it was committed.
+        put(&ts, &seg(&topic, 2), Bytes::from_static(b"junk\n")).await;
+        let report = doctor(&ts, &topic).await;
+        assert_eq!(report.findings.len(), 2, "{report:#?}");
+        let (middle, newest) = (&report.findings[0], &report.findings[1]);
+        assert_eq!(
+            (middle.problem, middle.key.as_str(), middle.repairable),
+            (Problem::Foreign, seg(&topic, 2).as_ref(), false),
+            "{middle:#?}"
+        );
+        assert!(middle.detail.contains("builds on it"), "{middle:?}");
+        assert_eq!(
+            (newest.problem, newest.key.as_str(), newest.repairable),
+            (Problem::Damaged, seg(&topic, 4).as_ref(), false),
+            "{newest:#?}"
+        );
+        assert!(newest.action.contains("backup"), "{newest:?}");
+        let repaired = fresh(&ts).repair(Some(topic.as_str())).await.unwrap();
+        assert!(repaired.moved.is_empty(), "{repaired:#?}");
+        assert_eq!(repaired.after, report);
+        for v in [2, 4] {
+            assert!(ts.store.get(&seg(&topic, v)).await.unwrap().is_some());
+        }
+        // Junk at the newest key, named by the hint: committed too, so it stays.
+        let Some((ts, pail, topic)) = setup(b, 1).await else {
+            return;
+        };
+        fill(&pail, &topic, 4).await;
+        // Once the first version's hint (written in the background) has landed.
+        hint_names(&ts, &topic, 0, 1).await;
+        assert!(pail.write_hint(topic.as_str(), 0).await.unwrap());
+        put(&ts, &seg(&topic, 4), Bytes::from_static(b"junk\n")).await;
+        let f = only(
+            doctor(&ts, &topic).await,
+            Problem::Foreign,
+            seg(&topic, 4).as_ref(),
+            false,
+        );
+        assert!(f.detail.contains("hint names version 4"), "{f:?}");
+        let repaired = fresh(&ts).repair(Some(topic.as_str())).await.unwrap();
+        assert!(repaired.moved.is_empty(), "{repaired:#?}");
+    }
+
+    pub async fn missing_segments(b: Backend) {
+        let Some((ts, pail, topic)) = setup(b, 1).await else {
+            return;
+        };
+        fill(&pail, &topic, 5).await;
+        // Once the first version's hint (written in the background) has landed.
+        hint_names(&ts, &topic, 0, 1).await;
+        assert!(pail.write_hint(topic.as_str(), 0).await.unwrap());
+        for v in [1, 3, 5] {
+            delete(&ts, &seg(&topic, v)).await;
+        }
+        let report = doctor(&ts, &topic).await;
+        let missing: Vec<(&str, &str)> = report
+            .findings
+            .iter()
+            .map(|f| {
+                assert_eq!(
+                    (f.problem, f.repairable),
+                    (Problem::Missing, false),
+                    "{f:#?}"
+                );
+                (f.key.as_str(), f.detail.as_str())
+            })
+            .collect();
+        assert_eq!(missing.len(), 3, "{report:#?}");
+        assert_eq!(missing[0].0, seg(&topic, 1).as_ref());
+        assert!(
+            missing[0].1.contains("version 1 (offsets 0..50)"),
+            "{missing:?}"
+        );
+        assert_eq!(missing[1].0, seg(&topic, 3).as_ref());
+        assert!(
+            missing[1].1.contains("version 3 (offsets 100..150)"),
+            "{missing:?}"
+        );
+        assert_eq!(missing[2].0, seg(&topic, 5).as_ref());
+        assert!(missing[2].1.contains("the hint names"), "{missing:?}");
+        let repaired = fresh(&ts).repair(Some(topic.as_str())).await.unwrap();
+        assert!(repaired.moved.is_empty());
+        assert_eq!(repaired.after, report);
+    }
+
+    pub async fn strays(b: Backend) {
+        let Some((ts, _, topic)) = two_partitions(b, 2).await else {
+            return;
+        };
+        let dir = keys::partition_dir(&topic, 0);
+        let notes = dir.clone().join("notes.txt");
+        put(&ts, &notes, Bytes::from_static(b"remember the milk")).await;
+        // A readable segment copied beside itself, and another partition's at the next key.
+        let first = ts.store.get(&seg(&topic, 1)).await.unwrap().unwrap();
+        let backup = dir.join("backup.parquet");
+        put(&ts, &backup, first).await;
+        let foreign_seg = ts
+            .store
+            .get(&keys::segment(&topic, 1, 0, 1))
+            .await
+            .unwrap()
+            .unwrap();
+        put(&ts, &seg(&topic, 3), foreign_seg).await;
+        let stray_dir = keys::partition_dir(&topic, 7);
+        put(
+            &ts,
+            &stray_dir.clone().join("x.parquet"),
+            Bytes::from_static(b"x"),
+        )
+        .await;
+        let hint = keys::hint(&topic, 1);
+        hint_names(&ts, &topic, 1, 1).await;
+        put(&ts, &hint, Bytes::from_static(b"{not json")).await;
+        let report = doctor(&ts, &topic).await;
+        let by_key = |key: &str| {
+            report
+                .findings
+                .iter()
+                .find(|f| f.key == key)
+                .unwrap_or_else(|| panic!("nothing about {key}: {report:#?}"))
+        };
+        let expect = [
+            (notes.to_string(), Problem::Foreign, true),
+            (backup.to_string(), Problem::Misplaced, false),
+            (seg(&topic, 3).to_string(), Problem::Misplaced, false),
+            (format!("{stray_dir}/"), Problem::Misplaced, false),
+            (hint.to_string(), Problem::Hint, true),
+        ];
+        assert_eq!(report.findings.len(), expect.len(), "{report:#?}");
+        for (key, problem, repairable) in &expect {
+            let f = by_key(key);
+            assert_eq!((f.problem, f.repairable), (*problem, *repairable), "{f:#?}");
+        }
+        let repaired = fresh(&ts).repair(Some(topic.as_str())).await.unwrap();
+        let mut moved: Vec<&str> = repaired.moved.iter().map(|m| m.from.as_str()).collect();
+        moved.sort();
+        let mut want = vec![notes.as_ref(), hint.as_ref()];
+        want.sort();
+        assert_eq!(moved, want, "{repaired:#?}");
+        assert_eq!(repaired.after.findings.len(), 3, "{repaired:#?}");
+        // Readable segments are never moved, wherever they are.
+        for key in [&backup, &seg(&topic, 3)] {
+            assert!(ts.store.get(key).await.unwrap().is_some(), "{key}");
+        }
+    }
+
+    pub async fn links_and_totals(b: Backend) {
+        let Some((ts, pail, topic)) = two_partitions(b, 3).await else {
+            return;
+        };
+        // A well-formed version 4 of partition 0 that leaves a gap of offsets.
+        let at = plant(&ts, &pail, &topic, 0, |m| {
+            (m.version, m.base_offset, m.next_offset) = (4, 999, 999);
+        })
+        .await;
+        let f = only(
+            doctor(&ts, &topic).await,
+            Problem::BrokenLink,
+            at.as_ref(),
+            false,
+        );
+        assert!(f.detail.contains("gap or overlap"), "{f:?}");
+        delete(&ts, &at).await;
+        // A version 2 of partition 1 that links, but miscounts what came before it.
+        let at = plant(&ts, &pail, &topic, 1, |m| {
+            (m.version, m.base_offset, m.prior_segments) = (2, m.next_offset, 41);
+        })
+        .await;
+        let f = only(
+            doctor(&ts, &topic).await,
+            Problem::Totals,
+            at.as_ref(),
+            false,
+        );
+        assert!(f.detail.contains("counts 42 segments"), "{f:?}");
+    }
+
+    /// Writes, where `edit` says, a control version made from the partition's tip by `edit`,
+    /// as a writer with a bug (or a tool) might. Returns its key.
+    async fn plant(
+        ts: &TestStore,
+        pail: &Pail,
+        topic: &TopicName,
+        partition: u32,
+        edit: impl FnOnce(&mut PartitionManifest),
+    ) -> Path {
+        let tip = pail.partition_tip(topic.as_str(), partition).await.unwrap();
+        let mut m: PartitionManifest = (*tip.state).clone();
+        edit(&mut m);
+        m.record_count = 0;
+        m.next_offset = m.base_offset;
+        let at = keys::segment(topic, partition, m.base_offset, m.version);
+        put(ts, &at, pail_core::segment::encode(&[], &[], &m).unwrap()).await;
+        at
+    }
+
+    pub async fn a_damaged_descriptor(b: Backend) {
+        let Some((ts, pail, topic)) = setup(b, 1).await else {
+            return;
+        };
+        fill(&pail, &topic, 1).await;
+        let other = TopicName::new(pail_tests::unique("other-")).unwrap();
+        pail.create_topic(other.as_str(), TopicConfig::new(1))
+            .await
+            .unwrap();
+        put(
+            &ts,
+            &keys::segment(&other, 0, 0, 1),
+            Bytes::from_static(b"junk"),
+        )
+        .await;
+        let descriptor = keys::topic_descriptor(&topic);
+        put(&ts, &descriptor, Bytes::from_static(b"{\"format\": 7}")).await;
+        let report = fresh(&ts).doctor(None).await.unwrap();
+        assert_eq!(report.findings.len(), 2, "{report:#?}");
+        let f = report
+            .findings
+            .iter()
+            .find(|f| f.key == descriptor.as_ref())
+            .unwrap();
+        assert_eq!((f.problem, f.repairable), (Problem::Damaged, false));
+        // The other topic was checked all the same.
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.chain == format!("{other}/0"))
+        );
+    }
 }

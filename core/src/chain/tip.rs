@@ -51,7 +51,11 @@ pub async fn latest<C: Chain>(chain: &C) -> Result<Head<C::State>> {
         Some(cached) => walk_forward(chain, cached).await?,
         None => discover(chain).await?,
     };
-    chain.offer(&head.tip);
+    // Writers build on a cached tip without asking the store, so a blocked head must not be
+    // cached: where the blocker is a gap rather than an object, a create would succeed there.
+    if head.blocked.is_none() {
+        chain.offer(&head.tip);
+    }
     Ok(head)
 }
 
@@ -258,12 +262,17 @@ async fn read_hint<C: Chain>(chain: &C) -> Result<Option<(Path, u64)>> {
     let Some(bytes) = chain.store().get(&chain.hint_key()).await? else {
         return Ok(None);
     };
-    // A hint is advisory: an unreadable one costs a full listing, not an error. A hint must
-    // name a key of this chain, so a damaged one cannot point discovery elsewhere.
-    Ok(serde_json::from_slice::<Hint>(&bytes)
+    // A hint is advisory: an unreadable one costs a full listing, not an error.
+    Ok(parse_hint(chain, &bytes))
+}
+
+/// The key and version a hint names. A hint must name a key of this chain, so a damaged one
+/// cannot point discovery elsewhere.
+pub(super) fn parse_hint<C: Chain>(chain: &C, bytes: &[u8]) -> Option<(Path, u64)> {
+    serde_json::from_slice::<Hint>(bytes)
         .ok()
         .map(|h| (Path::from(h.key), h.version))
-        .filter(|(key, version)| chain.parse_key(key) == Some(*version)))
+        .filter(|(key, version)| chain.parse_key(key) == Some(*version))
 }
 
 /// True when a committer writes the chain's hint as soon as `version` lands: the first version

@@ -7,9 +7,11 @@
 //! pail [--store URL] produce TOPIC [--partition P] [--key-separator SEP]
 //! pail [--store URL] consume TOPIC [--partition P] [--offset earliest|latest|N] [--max N]
 //!                                  [--format text|json] [--follow]
+//! pail [--store URL] doctor [--topic T] [--format text|json] [--repair]
 //! ```
 
 mod consume;
+mod doctor;
 mod produce;
 mod topic;
 
@@ -38,6 +40,8 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Print a topic's records.
     Consume(consume::ConsumeArgs),
+    /// Check every partition's chain object by object; report each problem and what to do.
+    Doctor(doctor::DoctorArgs),
     /// Measure produce, consume or end-to-end performance (store: any URL, or
     /// sim:s3-standard / sim:s3-express for a latency-simulated S3).
     Bench(crate::bench::BenchArgs),
@@ -65,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => topic::run(&open().await?, cmd).await,
         Command::Produce(args) => produce::run(&open().await?, args).await,
         Command::Consume(args) => consume::run(&open().await?, args).await,
+        Command::Doctor(args) => doctor::run(&open().await?, args).await,
         // The bench opens its own store: it also accepts simulated ones.
         Command::Bench(args) => crate::bench::run(&cli.store, args).await,
     }
