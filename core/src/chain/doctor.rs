@@ -26,7 +26,7 @@ use object_store::path::Path;
 use serde::Serialize;
 use std::collections::HashMap;
 
-use super::{Chain, Identity, ReadFor, Version, Versioned, tip};
+use super::{Chain, Identity, ReadFor, Version, Versioned, tip, versions_text};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{Store, keys};
 
@@ -562,15 +562,6 @@ impl<'a, C: Chain> Walk<'a, C> {
                 object: None,
             });
         }
-    }
-}
-
-/// "version 4" or "versions 4..=9".
-fn versions_text(first: u64, last: u64) -> String {
-    if first == last {
-        format!("version {first}")
-    } else {
-        format!("versions {first}..={last}")
     }
 }
 

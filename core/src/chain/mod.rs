@@ -173,3 +173,12 @@ impl<S> Head<S> {
         Head { tip, blocked: None }
     }
 }
+
+/// "version 4" or "versions 4..=9", for messages about a range of versions.
+pub(crate) fn versions_text(first: u64, last: u64) -> String {
+    if first == last {
+        format!("version {first}")
+    } else {
+        format!("versions {first}..={last}")
+    }
+}

@@ -160,18 +160,13 @@ fn check_hint<C: Chain>(
         && *version > head.tip.number()
         && head.blocked.is_none()
     {
-        let first = head.tip.number() + 1;
-        let missing = if first == *version {
-            format!("version {version}")
-        } else {
-            format!("versions {first}..={version} (up to {key})")
-        };
+        let missing = super::versions_text(head.tip.number() + 1, *version);
         head.blocked = Some(Blocked {
             key: chain.next_key(&head.tip.state).to_string(),
             reason: format!(
-                "{missing} of {} were committed (the chain's hint names version {version}) but \
-                 are missing from the store: deleted by hand or by a bucket lifecycle rule; \
-                 writing on would hand out their offsets again",
+                "missing from the store: {missing} of {}, committed (the chain's hint names \
+                 {key}) and deleted by hand or by a bucket lifecycle rule; writing on would \
+                 hand out their offsets again",
                 chain.describe()
             ),
         });
@@ -207,9 +202,10 @@ async fn settle<C: Chain>(
         head.blocked = Some(Blocked {
             key: chain.next_key(&head.tip.state).to_string(),
             reason: format!(
-                "an object named for version {newest} of {} is in the store (it does not \
-                 decode), but versions {first}..{newest} are missing: committed versions were \
-                 deleted or damaged, and writing on would hand out their offsets again",
+                "missing from the store: {} of {}, though an object named for version \
+                 {newest} is there (it does not read): committed versions were deleted or \
+                 damaged, and writing on would hand out their offsets again",
+                super::versions_text(first, newest - 1),
                 chain.describe()
             ),
         });
