@@ -109,8 +109,8 @@ struct Entry<S> {
 
 enum Status<S> {
     Readable(Version<S>),
-    /// Does not read as a version at this key: why, and what it is.
-    Unreadable(String, Identity),
+    /// Does not read as a version at this key: what it is instead.
+    Unreadable(Identity),
     /// Listed, then gone before it was read.
     Gone,
 }
@@ -121,7 +121,7 @@ impl<S> Entry<S> {
     fn is_evidence(&self) -> bool {
         matches!(
             self.status,
-            Status::Readable(_) | Status::Unreadable(_, Identity::Damaged(_))
+            Status::Readable(_) | Status::Unreadable(Identity::Damaged(_))
         )
     }
 }
@@ -178,11 +178,10 @@ async fn read_entry<C: Chain>(chain: &C, meta: ObjectMeta) -> Result<Entry<C::St
         },
         None => match chain.identify(key).await? {
             Identity::Missing => Status::Gone,
-            Identity::Version => Status::Unreadable(
-                "a version at a key that is not a version's".into(),
-                Identity::Misplaced("it reads as a version, under a name no version has".into()),
-            ),
-            other => Status::Unreadable(String::new(), other),
+            Identity::Version => Status::Unreadable(Identity::Misplaced(
+                "it reads as a version, under a name no version has".into(),
+            )),
+            other => Status::Unreadable(other),
         },
     };
     Ok(Entry {
@@ -199,9 +198,9 @@ async fn unreadable<C: Chain>(chain: &C, key: &Path, e: Error) -> Result<Status<
     };
     Ok(match chain.identify(key).await? {
         Identity::Missing => Status::Gone,
-        // It read as a version a moment ago: whatever failed is damage all the same.
-        Identity::Version => Status::Unreadable(reason.clone(), Identity::Damaged(reason)),
-        other => Status::Unreadable(reason, other),
+        // It reads as a version now, though it did not a moment ago: damage all the same.
+        Identity::Version => Status::Unreadable(Identity::Damaged(reason)),
+        other => Status::Unreadable(other),
     })
 }
 
@@ -351,7 +350,7 @@ impl<'a, C: Chain> Walk<'a, C> {
         let last = self.members.last().copied();
         for &i in &self.members.clone() {
             let entry = &self.entries[i];
-            let Status::Unreadable(reason, identity) = &entry.status else {
+            let Status::Unreadable(identity) = &entry.status else {
                 continue;
             };
             let number = entry.number.unwrap_or(0);
@@ -362,7 +361,7 @@ impl<'a, C: Chain> Walk<'a, C> {
                     .filter(|&h| h >= number)
                     .map(|h| format!("the chain's hint names version {h}"))
             };
-            let finding = self.member_finding(entry, reason, identity, number, committed);
+            let finding = self.member_finding(entry, identity, number, committed);
             self.findings.push(finding);
         }
     }
@@ -370,7 +369,6 @@ impl<'a, C: Chain> Walk<'a, C> {
     fn member_finding(
         &self,
         entry: &Entry<C::State>,
-        reason: &str,
         identity: &Identity,
         number: u64,
         committed: Option<String>,
@@ -402,9 +400,15 @@ impl<'a, C: Chain> Walk<'a, C> {
                 MOVE_BY_HAND.to_string(),
                 false,
             ),
-            (_, _) => (
+            (Identity::Damaged(reason), _) => (
                 Problem::Damaged,
                 format!("does not read ({reason}), {at}"),
+                RESTORE_COMMITTED.to_string(),
+                false,
+            ),
+            (Identity::Missing | Identity::Version, _) => (
+                Problem::Damaged,
+                format!("did not read, {at}"),
                 RESTORE_COMMITTED.to_string(),
                 false,
             ),
@@ -449,7 +453,7 @@ impl<'a, C: Chain> Walk<'a, C> {
                     MOVE_BY_HAND.to_string(),
                     false,
                 ),
-                Status::Unreadable(_, Identity::Foreign(what)) => (
+                Status::Unreadable(Identity::Foreign(what)) => (
                     Problem::Foreign,
                     format!("{what}, among the chain's objects but not on the chain"),
                     format!(
@@ -458,15 +462,21 @@ impl<'a, C: Chain> Walk<'a, C> {
                     ),
                     true,
                 ),
-                Status::Unreadable(_, Identity::Misplaced(what)) => (
+                Status::Unreadable(Identity::Misplaced(what)) => (
                     Problem::Misplaced,
                     format!("{what}, off the chain"),
                     MOVE_BY_HAND.to_string(),
                     false,
                 ),
-                Status::Unreadable(reason, _) => (
+                Status::Unreadable(Identity::Damaged(reason)) => (
                     Problem::Damaged,
                     format!("does not read ({reason}) and is not on the chain"),
+                    MOVE_BY_HAND.to_string(),
+                    false,
+                ),
+                Status::Unreadable(Identity::Missing | Identity::Version) => (
+                    Problem::Damaged,
+                    "did not read, and is not on the chain".into(),
                     MOVE_BY_HAND.to_string(),
                     false,
                 ),
