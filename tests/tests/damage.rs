@@ -641,6 +641,8 @@ mod doctor {
         put(&ts, &notes, Bytes::from_static(b"remember the milk")).await;
         // A readable segment copied beside itself, and another partition's at the next key.
         let first = ts.store.get(&seg(&topic, 1)).await.unwrap().unwrap();
+        let half = dir.clone().join("half.parquet");
+        put(&ts, &half, first.slice(..first.len() / 2)).await;
         let backup = dir.join("backup.parquet");
         put(&ts, &backup, first).await;
         let foreign_seg = ts
@@ -671,6 +673,7 @@ mod doctor {
         let expect = [
             (notes.to_string(), Problem::Foreign, true),
             (backup.to_string(), Problem::Misplaced, false),
+            (half.to_string(), Problem::Damaged, false),
             (seg(&topic, 3).to_string(), Problem::Misplaced, false),
             (format!("{stray_dir}/"), Problem::Misplaced, false),
             (hint.to_string(), Problem::Hint, true),
@@ -686,9 +689,13 @@ mod doctor {
         let mut want = vec![notes.as_ref(), hint.as_ref()];
         want.sort();
         assert_eq!(moved, want, "{repaired:#?}");
-        assert_eq!(repaired.after.findings.len(), 3, "{repaired:#?}");
+        assert_eq!(repaired.after.findings.len(), 4, "{repaired:#?}");
+        assert!(
+            by_key(half.as_ref()).detail.contains("Parquet"),
+            "{report:#?}"
+        );
         // Readable segments are never moved, wherever they are.
-        for key in [&backup, &seg(&topic, 3)] {
+        for key in [&backup, &seg(&topic, 3), &half] {
             assert!(ts.store.get(key).await.unwrap().is_some(), "{key}");
         }
     }
