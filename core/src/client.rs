@@ -316,6 +316,26 @@ impl Pail {
         Ok(self.partition_head(topic, partition).await?.tip)
     }
 
+    /// Makes the partition's hint name the newest version this client knows (its own last
+    /// commit, typically), unless the hint already names that or a newer one: then deleting
+    /// that version later is noticed and writers refuse instead of reusing its offsets. Costs
+    /// one GET, plus one PUT when the hint moves. Returns whether it wrote. Nothing is written
+    /// for a partition that is blocked (its hint is the evidence of what it lost).
+    ///
+    /// Committers hint a partition's first version and every 64th on their own; the producer
+    /// calls this when a partition goes quiet and when it closes. Long-lived writers that append
+    /// directly can call it when they stop.
+    pub async fn write_hint(&self, topic: &str, partition: u32) -> Result<bool> {
+        let meta = self.topic(topic).await?;
+        meta.check_partition(partition)?;
+        let part = self.part(&meta.name, partition);
+        let head = tip::known(&part).await?;
+        if head.blocked.is_some() || head.tip.is_genesis() {
+            return Ok(false);
+        }
+        tip::write_hint_now(&part, &head.tip).await
+    }
+
     /// Where a batch's first attempt starts, for [`AppendOptions::retry_from`]: the client's
     /// cached tip of the partition (no request), or the discovered one (which the append then
     /// uses, so it costs nothing extra).
@@ -467,7 +487,7 @@ impl Pail {
         fetch::fetch(self.part(&meta.name, partition), from, limits).await
     }
 
-    fn part<'a>(&'a self, topic: &'a TopicName, partition: u32) -> Part<'a> {
+    pub(crate) fn part<'a>(&'a self, topic: &'a TopicName, partition: u32) -> Part<'a> {
         Part {
             store: &self.inner.store,
             caches: &self.inner.caches,

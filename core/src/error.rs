@@ -134,8 +134,8 @@ pub enum Error {
     Conflict { chain: String, attempts: u32 },
 
     #[error(
-        "{chain} cannot be written: {key} blocks it ({reason}); reads below it still work; \
-         `pail doctor` explains the damage and the way out"
+        "{chain} cannot be written: {key} is corrupt or missing ({reason}); reads below it still \
+         work; `pail doctor` explains the damage and the way out"
     )]
     Blocked {
         chain: String,

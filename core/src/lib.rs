@@ -27,12 +27,15 @@
 //! - [`client`]: [`Pail`], the API every binary uses.
 //! - [`consumer`]: the group consumer: poll, commit, seek, rebalances.
 //! - [`producer`]: batching, partitioning, group commit and idempotent retries over [`Pail`].
+//! - [`doctor`]: checking every chain object by object, and the one safe repair
+//!   ([`Pail::doctor`], [`Pail::repair`]).
 
 pub mod cache;
 pub mod chain;
 pub mod client;
 pub mod clock;
 pub mod consumer;
+pub mod doctor;
 pub mod entropy;
 pub mod error;
 #[doc(hidden)]

@@ -256,7 +256,10 @@ mod tests {
         };
         assert!(err(r#"{"vale":"x"}"#).contains("unknown field `vale`"));
         assert!(err(r#"{"value":"x","value_encoding":"hex"}"#).contains("unknown variant `hex`"));
-        assert!(err(r#"{"value":"!!","value_encoding":"base64"}"#).contains("value is not valid base64"));
+        assert!(
+            err(r#"{"value":"!!","value_encoding":"base64"}"#)
+                .contains("value is not valid base64")
+        );
         assert!(err(r#"{"partition":-1}"#).contains("invalid value"));
         // Only a value: a plain unkeyed record.
         let plain: JsonRecordIn = serde_json::from_str(r#"{"value":"v"}"#).unwrap();

@@ -18,6 +18,7 @@
 //! attempt's random id and the content's digest.
 
 pub mod commit;
+pub mod doctor;
 pub mod tip;
 
 use async_trait::async_trait;
@@ -139,6 +140,49 @@ pub trait Chain: Send + Sync {
             .await?
             .is_some_and(|found| found.state.commit_id() == v.state.commit_id()))
     }
+
+    /// What the object at `key` is ([`Identity`]), for `doctor`; never on a hot path. By
+    /// default: what reading it says.
+    async fn identify(&self, key: &Path) -> Result<Identity> {
+        match self.read_fresh(key).await {
+            Ok(Some(_)) => Ok(Identity::Version),
+            Ok(None) => Ok(Identity::Missing),
+            Err(crate::error::Error::Corrupt { reason, .. }) => Ok(Identity::Damaged(reason)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks `head`'s own account of the chain (counts, sizes) against the objects on the
+    /// chain up to it, given as their sizes in chain order. Nothing to check by default.
+    fn check_totals(&self, _head: &Version<Self::State>, _sizes: &[u64]) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// What the versions after `after` and before `before` held, in words, for a message about
+    /// missing ones (a partition says which offsets); empty by default.
+    fn describe_between(
+        &self,
+        _after: Option<&Self::State>,
+        _before: Option<&Self::State>,
+    ) -> String {
+        String::new()
+    }
+}
+
+/// What an object in a chain's folder is, as far as reading it can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// Nothing is there (any more).
+    Missing,
+    /// A version of this chain, where it belongs.
+    Version,
+    /// A readable version that does not belong at this key (a copy, another chain's object).
+    Misplaced(String),
+    /// Looks like one of the chain's own objects but does not read: possibly a committed
+    /// version damaged after it was written.
+    Damaged(String),
+    /// Certainly not a version of any chain: bytes pail never wrote.
+    Foreign(String),
 }
 
 /// Damage where the chain would continue: an object at the next version's key that does not
@@ -161,5 +205,14 @@ pub struct Head<S> {
 impl<S> Head<S> {
     pub fn clear(tip: Version<S>) -> Self {
         Head { tip, blocked: None }
+    }
+}
+
+/// "version 4" or "versions 4..=9", for messages about a range of versions.
+pub(crate) fn versions_text(first: u64, last: u64) -> String {
+    if first == last {
+        format!("version {first}")
+    } else {
+        format!("versions {first}..={last}")
     }
 }

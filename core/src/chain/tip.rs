@@ -51,7 +51,11 @@ pub async fn latest<C: Chain>(chain: &C) -> Result<Head<C::State>> {
         Some(cached) => walk_forward(chain, cached).await?,
         None => discover(chain).await?,
     };
-    chain.offer(&head.tip);
+    // Writers build on a cached tip without asking the store, so a blocked head must not be
+    // cached: where the blocker is a gap rather than an object, a create would succeed there.
+    if head.blocked.is_none() {
+        chain.offer(&head.tip);
+    }
     Ok(head)
 }
 
@@ -71,10 +75,12 @@ pub async fn walk_forward<C: Chain>(
         // Far behind: one listing jumps to the newest version, then probing confirms it.
         let own = chain.key_of(&tip.state);
         match newest_listed(chain, own.as_ref()).await? {
-            Newest::Found(newer, false) if newer.number() > tip.number() => {
+            Newest::Found(newer, None) if newer.number() > tip.number() => {
                 return Ok(Head::clear(newer));
             }
-            Newest::Found(newer, true) if newer.number() > tip.number() => tip = newer,
+            // Damage listed after it: probe on from there to find where the chain stops.
+            Newest::Found(newer, Some(_)) if newer.number() > tip.number() => tip = newer,
+            Newest::OnlyDamaged(_) => {}
             _ => return Ok(Head::clear(tip)),
         }
     }
@@ -122,22 +128,24 @@ async fn discover<C: Chain>(chain: &C) -> Result<Head<C::State>> {
     for _ in 0..DISCOVER_ATTEMPTS_MAX {
         if let Some(hinted) = &hint {
             // Keys sort in chain order, so only those after the hint can be newer.
-            match newest_listed(chain, Some(&hinted.0)).await? {
-                Newest::Found(v, stepped_back) => return settle(chain, v, stepped_back).await,
+            let damaged = match newest_listed(chain, Some(&hinted.0)).await? {
+                Newest::Found(v, damaged) => return settle(chain, v, damaged).await,
                 Newest::Vanished => continue,
-                Newest::Nothing => {}
-            }
+                Newest::Nothing => None,
+                Newest::OnlyDamaged(newest) => Some(newest),
+            };
             if let Ok(Some(v)) = chain.read(&hinted.0, ReadFor::State).await {
-                return walk_forward(chain, v).await;
+                return settle(chain, v, damaged).await;
             }
         }
         let head = match newest_listed(chain, None).await? {
-            Newest::Found(v, stepped_back) => settle(chain, v, stepped_back).await?,
+            Newest::Found(v, damaged) => settle(chain, v, damaged).await?,
             Newest::Nothing => walk_forward(chain, chain.genesis()).await?,
+            Newest::OnlyDamaged(newest) => settle(chain, chain.genesis(), Some(newest)).await?,
             // The newest version was listed but gone when read: retention raced us. Again.
             Newest::Vanished => continue,
         };
-        return Ok(check_hint(head, hint.as_ref()));
+        return Ok(check_hint(chain, head, hint.as_ref()));
     }
     Err(Error::corrupt(
         chain.dir(),
@@ -145,19 +153,25 @@ async fn discover<C: Chain>(chain: &C) -> Result<Head<C::State>> {
     ))
 }
 
-/// A head older than the version the hint names has lost versions that were committed.
-fn check_hint<S: super::Versioned>(mut head: Head<S>, hint: Option<&(Path, u64)>) -> Head<S> {
+/// A head older than the version the hint names has lost versions that were committed: the
+/// chain is blocked at the first of them (the key its successor would take).
+fn check_hint<C: Chain>(
+    chain: &C,
+    mut head: Head<C::State>,
+    hint: Option<&(Path, u64)>,
+) -> Head<C::State> {
     if let Some((key, version)) = hint
         && *version > head.tip.number()
         && head.blocked.is_none()
     {
+        let missing = super::versions_text(head.tip.number() + 1, *version);
         head.blocked = Some(Blocked {
-            key: key.to_string(),
+            key: chain.next_key(&head.tip.state).to_string(),
             reason: format!(
-                "version {version} was committed (the chain's hint names it) but the store now \
-                 ends at version {}: newer objects were deleted by hand or by a lifecycle rule, \
-                 and writing on would reuse their offsets",
-                head.tip.number()
+                "missing from the store: {missing} of {}, committed (the chain's hint names \
+                 {key}) and deleted by hand or by a bucket lifecycle rule; writing on would \
+                 hand out their offsets again",
+                chain.describe()
             ),
         });
     }
@@ -167,23 +181,40 @@ fn check_hint<S: super::Versioned>(mut head: Head<S>, hint: Option<&(Path, u64)>
 enum Newest<S> {
     Nothing,
     Vanished,
-    /// The newest version that decodes, and whether damaged objects listed after it were
-    /// stepped over.
-    Found(Version<S>, bool),
+    /// The newest version that decodes, and the highest version number named by damaged
+    /// objects listed after it, if any were stepped over.
+    Found(Version<S>, Option<u64>),
+    /// Only damaged objects were listed; the highest version number they name.
+    OnlyDamaged(u64),
 }
 
 /// The head at `v`, the newest listed version. Only when damaged objects were listed after it
-/// can its successor be one of them: then probe, to learn whether the chain is blocked.
+/// can its successor be one of them: then probe, to learn whether the chain is blocked. A
+/// damaged object named for a version past the head's successor is evidence too: that version
+/// existed, so the ones between were committed and are gone.
 async fn settle<C: Chain>(
     chain: &C,
     v: Version<C::State>,
-    stepped_back: bool,
+    damaged: Option<u64>,
 ) -> Result<Head<C::State>> {
-    if stepped_back {
-        walk_forward(chain, v).await
-    } else {
-        Ok(Head::clear(v))
+    let Some(newest) = damaged else {
+        return Ok(Head::clear(v));
+    };
+    let mut head = walk_forward(chain, v).await?;
+    let first = head.tip.number() + 1;
+    if head.blocked.is_none() && newest > first {
+        head.blocked = Some(Blocked {
+            key: chain.next_key(&head.tip.state).to_string(),
+            reason: format!(
+                "missing from the store: {} of {}, though an object named for version \
+                 {newest} is there (it does not read): committed versions were deleted or \
+                 damaged, and writing on would hand out their offsets again",
+                super::versions_text(first, newest - 1),
+                chain.describe()
+            ),
+        });
     }
+    Ok(head)
 }
 
 /// The newest decodable version listed after `after` (all versions when `None`). Damaged
@@ -191,28 +222,30 @@ async fn settle<C: Chain>(
 /// walked from its start (which finds the damage at version 1 if it is there).
 async fn newest_listed<C: Chain>(chain: &C, after: Option<&Path>) -> Result<Newest<C::State>> {
     let listed = list_versions(chain, after).await?;
-    let mut damaged = None;
-    for (i, (key, _)) in listed.iter().rev().enumerate() {
+    let mut damaged: Option<(Error, u64)> = None;
+    for (i, (key, version)) in listed.iter().rev().enumerate() {
         if i >= STEP_BACK_MAX {
             break;
         }
         match chain.read(key, ReadFor::State).await {
-            Ok(Some(v)) => return Ok(Newest::Found(v, damaged.is_some())),
+            Ok(Some(v)) => return Ok(Newest::Found(v, damaged.map(|(_, n)| n))),
             Ok(None) if i == 0 => return Ok(Newest::Vanished),
             Ok(None) => {}
             Err(e) if e.kind() == ErrorKind::Corrupt => {
-                damaged.get_or_insert(e);
+                let newest = damaged
+                    .as_ref()
+                    .map_or(*version, |(_, n)| (*n).max(*version));
+                let first = damaged.map_or(e, |(e, _)| e);
+                damaged = Some((first, newest));
             }
             Err(e) => return Err(e),
         }
     }
     match damaged {
+        Some((e, _)) if listed.len() > STEP_BACK_MAX => Err(e),
         // Every listed object is damaged: build on what precedes them, if anything.
-        Some(_) if after.is_none() && listed.len() <= STEP_BACK_MAX => {
-            Ok(Newest::Found(chain.genesis(), true))
-        }
-        Some(e) if listed.len() > STEP_BACK_MAX => Err(e),
-        _ => Ok(Newest::Nothing),
+        Some((_, newest)) => Ok(Newest::OnlyDamaged(newest)),
+        None => Ok(Newest::Nothing),
     }
 }
 
@@ -229,39 +262,93 @@ async fn read_hint<C: Chain>(chain: &C) -> Result<Option<(Path, u64)>> {
     let Some(bytes) = chain.store().get(&chain.hint_key()).await? else {
         return Ok(None);
     };
-    // A hint is advisory: an unreadable one costs a full listing, not an error. A hint must
-    // name a key of this chain, so a damaged one cannot point discovery elsewhere.
-    Ok(serde_json::from_slice::<Hint>(&bytes)
-        .ok()
-        .map(|h| (Path::from(h.key), h.version))
-        .filter(|(key, version)| chain.parse_key(key) == Some(*version)))
+    // A hint is advisory: an unreadable one costs a full listing, not an error.
+    Ok(parse_hint(chain, &bytes))
 }
 
-/// Rewrites the chain's hint if `v` is due for one.
+/// The key and version a hint names. A hint must name a key of this chain, so a damaged one
+/// cannot point discovery elsewhere.
+pub(super) fn parse_hint<C: Chain>(chain: &C, bytes: &[u8]) -> Option<(Path, u64)> {
+    serde_json::from_slice::<Hint>(bytes)
+        .ok()
+        .map(|h| (Path::from(h.key), h.version))
+        .filter(|(key, version)| chain.parse_key(key) == Some(*version))
+}
+
+/// True when a committer writes the chain's hint as soon as `version` lands: the first version
+/// (so every chain with data has a hint, and a chain whose every object disappears is noticed)
+/// and every [`HINT_EVERY_VERSIONS`]th.
+pub fn hint_due(version: u64) -> bool {
+    version == 1 || (version > 0 && version.is_multiple_of(HINT_EVERY_VERSIONS))
+}
+
+/// Rewrites the chain's hint if `v` is due for one ([`hint_due`]), in the background.
 pub fn maybe_write_hint<C: Chain>(chain: &C, v: &Version<C::State>) {
-    if v.number() > 0 && v.number().is_multiple_of(HINT_EVERY_VERSIONS) {
+    if hint_due(v.number()) {
         write_hint(chain, v);
     }
 }
 
 /// Rewrites the chain's hint to name `v`, in the background: a hint never delays an
-/// acknowledgement, and a failed one only makes the next cold start list a little more.
+/// acknowledgement, and a failed one only makes the next cold start list a little more (and
+/// leaves a lost head noticed only up to the previous hint).
 pub fn write_hint<C: Chain>(chain: &C, v: &Version<C::State>) {
-    let Some(key) = chain.key_of(&v.state) else {
+    let Some(task) = HintWrite::new(chain, v) else {
         return;
     };
-    let hint = Hint {
-        version: v.number(),
-        key: key.to_string(),
-    };
-    let Ok(bytes) = serde_json::to_vec(&hint) else {
-        return;
-    };
-    let store = chain.store().clone();
-    let hint_key = chain.hint_key();
     tokio::spawn(async move {
-        if let Err(e) = store.overwrite(&hint_key, bytes.into()).await {
-            tracing::debug!(key = %hint_key, error = %e, "hint not written");
+        if let Err(e) = task.run().await {
+            tracing::debug!(key = %task.hint_key, error = %e, "hint not written");
         }
     });
+}
+
+/// Makes the chain's hint name `v` now, unless it already names `v` or a newer version.
+/// Returns whether it wrote.
+pub async fn write_hint_now<C: Chain>(chain: &C, v: &Version<C::State>) -> Result<bool> {
+    match HintWrite::new(chain, v) {
+        Some(task) => task.run().await,
+        None => Ok(false),
+    }
+}
+
+/// One hint write, detached from the chain so it can run in the background.
+struct HintWrite {
+    store: crate::storage::Store,
+    hint_key: Path,
+    hint: Hint,
+    dir: Path,
+}
+
+impl HintWrite {
+    fn new<C: Chain>(chain: &C, v: &Version<C::State>) -> Option<Self> {
+        let key = chain.key_of(&v.state)?;
+        Some(HintWrite {
+            store: chain.store().clone(),
+            hint_key: chain.hint_key(),
+            hint: Hint {
+                version: v.number(),
+                key: key.to_string(),
+            },
+            dir: chain.dir(),
+        })
+    }
+
+    /// Hints only move forward: a writer with an older view (an idle producer that closes
+    /// after others wrote on) must not erase what the hint knows, because the hint is the
+    /// evidence that notices a lost head. One GET before the PUT.
+    async fn run(&self) -> Result<bool> {
+        if let Some(bytes) = self.store.get(&self.hint_key).await? {
+            let current = serde_json::from_slice::<Hint>(&bytes)
+                .ok()
+                .filter(|h| Path::from(h.key.as_str()).prefix_matches(&self.dir));
+            if current.is_some_and(|h| h.version >= self.hint.version) {
+                return Ok(false);
+            }
+        }
+        let bytes = serde_json::to_vec(&self.hint)
+            .map_err(|e| Error::corrupt(&self.hint_key, format!("hint does not encode: {e}")))?;
+        self.store.overwrite(&self.hint_key, bytes.into()).await?;
+        Ok(true)
+    }
 }

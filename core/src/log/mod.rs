@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::cache::Lru;
-use crate::chain::{Chain, ReadFor, Version};
+use crate::chain::{Chain, Identity, ReadFor, Version};
 use crate::entropy::Entropy;
 use crate::error::{Error, Result};
 use crate::manifest::{self, PartitionManifest};
@@ -290,6 +290,25 @@ impl Chain for Part<'_> {
             .map(|f| Tip::from_footer(&f)))
     }
 
+    async fn read_fresh(&self, key: &Path) -> Result<Option<Tip>> {
+        let Some((tail, size)) = self.store.get_suffix(key, FOOTER_PREFETCH_BYTES).await? else {
+            return Ok(None);
+        };
+        let footer = match segment::parse_footer(key, tail, size)? {
+            Ok(f) => f,
+            // A footer longer than the prefetch: read that much from the end, again uncached.
+            Err(needed) => {
+                let Some((tail, size)) = self.store.get_suffix(key, needed).await? else {
+                    return Ok(None);
+                };
+                segment::parse_footer(key, tail, size)?
+                    .map_err(|_| Error::corrupt(key, "footer length changed between reads"))?
+            }
+        };
+        self.check_placement(key, &footer.manifest)?;
+        Ok(Some(Tip::from_footer(&footer)))
+    }
+
     fn check_successor(
         &self,
         prev: &PartitionManifest,
@@ -316,5 +335,74 @@ impl Chain for Part<'_> {
 
     fn offer(&self, v: &Tip) {
         self.caches.offer_tip(self.topic, self.partition, v);
+    }
+
+    async fn identify(&self, key: &Path) -> Result<Identity> {
+        let Some((mut tail, mut size)) = self.store.get_suffix(key, FOOTER_PREFETCH_BYTES).await?
+        else {
+            return Ok(Identity::Missing);
+        };
+        if let Ok(Err(needed)) = segment::parse_footer(key, tail.clone(), size) {
+            let Some(longer) = self.store.get_suffix(key, needed).await? else {
+                return Ok(Identity::Missing);
+            };
+            (tail, size) = longer;
+        }
+        let reason = match segment::parse_footer(key, tail.clone(), size) {
+            Ok(Ok(footer)) => {
+                return Ok(match self.check_placement(key, &footer.manifest) {
+                    Ok(()) => Identity::Version,
+                    Err(e) => Identity::Misplaced(format!("a pail {}", corrupt_reason(e))),
+                });
+            }
+            Ok(Err(_)) => "its footer length changed between reads".to_string(),
+            Err(e) => corrupt_reason(e),
+        };
+        let head = if tail.len() as u64 >= size {
+            tail.slice(..tail.len().min(4))
+        } else {
+            self.store.get_range(key, 0..4).await?
+        };
+        Ok(match segment::foreign(&head, &tail, size) {
+            Some(what) => Identity::Foreign(what.to_string()),
+            None => Identity::Damaged(reason),
+        })
+    }
+
+    fn check_totals(&self, head: &Tip, sizes: &[u64]) -> Result<(), String> {
+        let m = &head.state;
+        let (segments, bytes) = (sizes.len() as u64, sizes.iter().sum::<u64>());
+        if m.prior_segments + 1 != segments || m.prior_bytes + head.size != bytes {
+            return Err(format!(
+                "the newest manifest counts {} segments of {} bytes, the store holds {segments} \
+                 of {bytes} bytes on the chain",
+                m.prior_segments + 1,
+                m.prior_bytes + head.size
+            ));
+        }
+        Ok(())
+    }
+
+    fn describe_between(
+        &self,
+        after: Option<&PartitionManifest>,
+        before: Option<&PartitionManifest>,
+    ) -> String {
+        match (after, before) {
+            (Some(a), Some(b)) if a.next_offset < b.base_offset => {
+                format!(" (offsets {}..{})", a.next_offset, b.base_offset)
+            }
+            (Some(a), None) => format!(" (offsets from {})", a.next_offset),
+            (None, Some(b)) => format!(" (offsets before {})", b.base_offset),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The reason of a corruption error, without the key the caller already names.
+fn corrupt_reason(e: Error) -> String {
+    match e {
+        Error::Corrupt { reason, .. } => reason,
+        other => other.to_string(),
     }
 }

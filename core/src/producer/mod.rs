@@ -62,6 +62,11 @@ pub struct ProducerConfig {
     pub idempotent: bool,
     /// Lead each partition written to, with a lease of this many ms (None: write without a lead).
     pub lead_lease_ms: Option<u64>,
+    /// After a partition has been quiet this long following a commit, its hint is made to name
+    /// its newest version (one PUT, off the path of any record), so that deleting that version
+    /// later is noticed and refused; `close` does the same at once. See `docs/architecture.md`
+    /// section 7, "Lost heads".
+    pub idle_hint_ms: u64,
 }
 
 impl Default for ProducerConfig {
@@ -77,6 +82,7 @@ impl Default for ProducerConfig {
             delivery_timeout_ms: 120_000,
             idempotent: true,
             lead_lease_ms: None,
+            idle_hint_ms: 60_000,
         }
     }
 }
@@ -105,6 +111,9 @@ impl ProducerConfig {
         }
         if self.lead_lease_ms.is_some_and(|l| l == 0 || l > 3_600_000) {
             return bad("a lead lease is 1 to 3600000 ms".into());
+        }
+        if self.idle_hint_ms == 0 || self.idle_hint_ms > 86_400_000 {
+            return bad("idle_hint_ms must be 1 to 86400000".into());
         }
         Ok(())
     }
@@ -174,6 +183,9 @@ struct Pending {
     ack: oneshot::Sender<Result<Delivered>>,
     buffer: OwnedSemaphorePermit,
 }
+
+/// How long `close` waits for each partition's final hint before it gives up on it.
+pub const CLOSE_HINT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Buffer accounting unit: permits are KiB so a u32 permit count covers 1 TiB.
 const PERMIT_BYTES: u64 = 1024;
@@ -271,8 +283,10 @@ impl Producer {
         Ok(())
     }
 
-    /// Delivers everything sent, stops every worker and waits for them: afterwards the
-    /// producer holds no task, and `send` on a clone fails.
+    /// Delivers everything sent, makes the hint of every partition it committed to name the
+    /// newest version (at most one PUT per partition, bounded by [`CLOSE_HINT_TIMEOUT`]), stops
+    /// every worker and waits for them: afterwards the producer holds no task, and `send` on a
+    /// clone fails.
     pub async fn close(&self) {
         self.inner
             .closed
@@ -342,6 +356,8 @@ struct Worker {
     claim: Option<LeaderClaim>,
     /// Set when a batch failed for good: later records fail until `resume`.
     halted: Option<Arc<Error>>,
+    /// A commit landed since the partition's hint was last brought up to date by this worker.
+    unhinted: bool,
 }
 
 impl Worker {
@@ -353,6 +369,7 @@ impl Worker {
             next_sequence: 0,
             claim: None,
             halted: None,
+            unhinted: false,
         }
     }
 
@@ -361,7 +378,7 @@ impl Worker {
         loop {
             let first = match carried.take() {
                 Some(p) => p,
-                None => match rx.recv().await {
+                None => match self.next_message(&mut rx).await {
                     Some(Msg::Record(p)) => p,
                     Some(Msg::Flush(done)) => {
                         let _ = done.send(());
@@ -371,7 +388,7 @@ impl Worker {
                         self.resume();
                         continue;
                     }
-                    None => return,
+                    None => return self.final_hint().await,
                 },
             };
             if let Some(cause) = &self.halted {
@@ -387,6 +404,44 @@ impl Worker {
             if gathered.resume {
                 self.resume();
             }
+        }
+    }
+
+    /// The next message. After `idle_hint_ms` of quiet following a commit, the partition's
+    /// hint is brought up to date first, in the background: a hint never holds back a record.
+    async fn next_message(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) -> Option<Msg> {
+        if self.unhinted {
+            let idle = Duration::from_millis(self.core.config.idle_hint_ms);
+            match tokio::time::timeout(idle, rx.recv()).await {
+                Ok(msg) => return msg,
+                Err(_) => {
+                    self.unhinted = false;
+                    let pail = self.core.pail.clone();
+                    let topic = self.core.topic.name.clone();
+                    let partition = self.partition;
+                    tokio::spawn(async move {
+                        if let Err(e) = pail.write_hint(topic.as_str(), partition).await {
+                            tracing::debug!(%topic, partition, error = %e, "idle hint not written");
+                        }
+                    });
+                }
+            }
+        }
+        rx.recv().await
+    }
+
+    /// As the worker stops: the hint names the newest version it committed, so a lost head is
+    /// noticed even when the partition is never written again. Best effort and bounded.
+    async fn final_hint(&mut self) {
+        if !std::mem::take(&mut self.unhinted) {
+            return;
+        }
+        let topic = self.core.topic.name.as_str();
+        let write = self.core.pail.write_hint(topic, self.partition);
+        match tokio::time::timeout(CLOSE_HINT_TIMEOUT, write).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(topic, error = %e, "final hint not written"),
+            Err(_) => tracing::debug!(topic, "final hint timed out"),
         }
     }
 
@@ -476,7 +531,10 @@ impl Worker {
             .await
             .map_err(Arc::new);
         match &result {
-            Ok(_) => self.next_sequence += count,
+            Ok(_) => {
+                self.next_sequence += count;
+                self.unhinted = true;
+            }
             Err(e) => self.halted = Some(Arc::clone(e)),
         }
         for (i, ack) in acks.into_iter().enumerate() {

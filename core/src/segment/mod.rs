@@ -14,7 +14,9 @@ mod encode;
 mod read;
 
 pub use encode::encode;
-pub use read::{FOOTER_PREFETCH_BYTES, Footer, panic_is_contained, parse_footer, read_rows};
+pub use read::{
+    FOOTER_PREFETCH_BYTES, Footer, foreign, panic_is_contained, parse_footer, read_rows,
+};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use std::sync::{Arc, LazyLock};

@@ -57,6 +57,49 @@ pub fn parse_footer(
     tail: Bytes,
     size: u64,
 ) -> Result<std::result::Result<Footer, u64>> {
+    let metadata = match parquet_metadata(key, &tail, size)? {
+        Ok(metadata) => metadata,
+        Err(needed) => return Ok(Err(needed)),
+    };
+    let manifest = manifest_of(key, &metadata)?;
+    Ok(Ok(Footer {
+        manifest: Arc::new(manifest),
+        metadata: Arc::new(metadata),
+        size,
+        tail,
+    }))
+}
+
+/// Why an object that does not read as a segment is certainly not one of pail's segments,
+/// damaged or not: it has no Parquet magic at either end, or it is a Parquet file without
+/// pail's metadata. `None` when it may be a damaged segment (truncated, overwritten in part).
+/// `head` is the object's first bytes, `tail` its last ones (the whole footer, if it fits).
+pub fn foreign(head: &[u8], tail: &Bytes, size: u64) -> Option<&'static str> {
+    if !head.starts_with(MAGIC) && !tail.ends_with(MAGIC) {
+        return Some("it is not a Parquet file (no PAR1 magic at either end)");
+    }
+    let key = Path::from("sniffed");
+    match parquet_metadata(&key, tail, size) {
+        Ok(Ok(metadata)) if !has_pail_metadata(&metadata) => {
+            Some("it is a Parquet file without pail's metadata (no pail.format_version)")
+        }
+        _ => None,
+    }
+}
+
+fn has_pail_metadata(metadata: &ParquetMetaData) -> bool {
+    metadata
+        .file_metadata()
+        .key_value_metadata()
+        .is_some_and(|kv| kv.iter().any(|e| e.key == META_FORMAT))
+}
+
+/// The Parquet metadata in the object's last bytes; `Ok(Err(n))` when it needs the last `n`.
+fn parquet_metadata(
+    key: &Path,
+    tail: &Bytes,
+    size: u64,
+) -> Result<std::result::Result<ParquetMetaData, u64>> {
     let len = tail.len() as u64;
     if size < 12 || len < 8 || len > size {
         return Err(Error::corrupt(
@@ -83,15 +126,9 @@ pub fn parse_footer(
         return Ok(Err(needed));
     }
     let start = (len - needed) as usize;
-    let metadata = ParquetMetaDataReader::decode_metadata(&tail[start..tail.len() - 8])
-        .map_err(|e| Error::corrupt(key, format!("footer does not decode: {e}")))?;
-    let manifest = manifest_of(key, &metadata)?;
-    Ok(Ok(Footer {
-        manifest: Arc::new(manifest),
-        metadata: Arc::new(metadata),
-        size,
-        tail,
-    }))
+    ParquetMetaDataReader::decode_metadata(&tail[start..tail.len() - 8])
+        .map(Ok)
+        .map_err(|e| Error::corrupt(key, format!("footer does not decode: {e}")))
 }
 
 /// The manifest stored in a footer, cross-checked against the footer's other facts.

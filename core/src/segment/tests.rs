@@ -147,6 +147,35 @@ async fn garbage_and_foreign_parquet_are_corrupt_not_panics() {
     assert!(err.to_string().contains("not a pail segment"), "{err}");
 }
 
+#[test]
+fn foreign_objects_are_told_from_damaged_segments() {
+    let sniff = |bytes: &[u8]| {
+        let all = Bytes::copy_from_slice(bytes);
+        foreign(&all[..all.len().min(4)], &all, all.len() as u64)
+    };
+    for junk in [&b"junk\n"[..], b"", b"{\"json\": true}", &[0u8; 100]] {
+        assert!(sniff(junk).is_some(), "{junk:?}");
+    }
+    let segment = encode(&records(20, 10), &[7; 20], &manifest_for(0, 20)).unwrap();
+    assert_eq!(sniff(&segment), None, "a whole segment is not foreign");
+    // Truncated, or cut at the front, or with its footer overwritten: maybe one of pail's own.
+    let half = segment.len() / 2;
+    assert_eq!(sniff(&segment[..half]), None);
+    assert_eq!(sniff(&segment[half..]), None);
+    let mut overwritten = segment.to_vec();
+    let end = overwritten.len();
+    overwritten[end - 40..end - 8].fill(0);
+    assert_eq!(sniff(&overwritten), None);
+    // A Parquet file pail did not write.
+    let mut other = segment.to_vec();
+    let pos = other
+        .windows(19)
+        .position(|w| w == b"pail.format_version")
+        .unwrap();
+    other[pos] = b'X';
+    assert!(sniff(&other).unwrap().contains("without pail's metadata"));
+}
+
 #[tokio::test]
 async fn flipped_data_bytes_are_reported_as_corrupt() {
     let input = records(200, 40);

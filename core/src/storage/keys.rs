@@ -11,6 +11,8 @@
 //! groups/{group}/_hint.json                                   latest-version hint (overwritten)
 //! _pail/conditional-writes.json                                the store passed the create check
 //! _pail/probes/{id}                                            that check's throwaway objects
+//! _quarantine/{run}/{original key}                             objects `pail doctor --repair`
+//!                                                              moved out of a chain's way
 //! ```
 //!
 //! Everything in a topic folder that is not data starts with `_`, which Parquet engines skip
@@ -27,6 +29,7 @@ use object_store::path::Path;
 use crate::topic::TopicName;
 
 const TOPICS: &str = "topics";
+const QUARANTINE: &str = "_quarantine";
 const SEGMENT_SUFFIX: &str = ".parquet";
 /// Digits in a zero-padded offset or version: u64::MAX has 20.
 const WIDTH: usize = 20;
@@ -74,6 +77,22 @@ pub fn store_check() -> Path {
 /// A throwaway object for checking the store's conditional writes.
 pub fn store_probe(id: &str) -> Path {
     Path::from("_pail").join("probes").join(id)
+}
+
+/// Where `pail doctor --repair` run `run` puts the object it moves away from `original`: the
+/// original key under a prefix of its own, outside every topic folder (so no glob over a topic
+/// sees it) and easy to copy back by stripping the prefix.
+pub fn quarantine(run: &str, original: &Path) -> Path {
+    let mut key = Path::from(QUARANTINE).join(run);
+    for part in original.parts() {
+        key = key.join(part);
+    }
+    key
+}
+
+/// The folder holding everything `pail doctor --repair` moved.
+pub fn quarantine_root() -> Path {
+    Path::from(QUARANTINE)
 }
 
 /// The folder holding every topic.
@@ -200,9 +219,12 @@ pub fn parse_segment_object(key: &Path) -> Option<SegmentKey> {
 }
 
 pub fn hint(topic: &TopicName, partition: u32) -> Path {
-    topic_dir(topic)
-        .join("_hints")
-        .join(format!("partition={partition}.json"))
+    hints_dir(topic).join(format!("partition={partition}.json"))
+}
+
+/// The folder of a topic's hints.
+pub fn hints_dir(topic: &TopicName) -> Path {
+    topic_dir(topic).join("_hints")
 }
 
 /// The topic named by a child folder of [`topics_root`], if it is a valid topic name.
@@ -260,7 +282,10 @@ mod tests {
                 last_version: 9
             })
         );
-        assert_eq!(parse_segment_object(&first).map(|k| k.last_version), Some(3));
+        assert_eq!(
+            parse_segment_object(&first).map(|k| k.last_version),
+            Some(3)
+        );
     }
 
     #[test]
@@ -274,5 +299,18 @@ mod tests {
             assert_eq!(parse_segment(&k), None, "{k}");
         }
         assert_eq!(parse_topic_dir(&topic_dir(&t)), Some(t));
+    }
+
+    #[test]
+    fn quarantine_keeps_the_original_key_outside_the_topics() {
+        let t = TopicName::new("t").unwrap();
+        let original = segment(&t, 2, 5, 3);
+        let moved = quarantine("1700000000000-ab12", &original);
+        assert_eq!(
+            moved.as_ref(),
+            format!("_quarantine/1700000000000-ab12/{original}")
+        );
+        assert!(!moved.prefix_matches(&topics_root()));
+        assert_eq!(parse_segment(&moved), parse_segment(&original));
     }
 }

@@ -287,6 +287,23 @@ impl Store {
         Ok(dirs)
     }
 
+    /// The object's size and version tag, or `None` if it does not exist.
+    pub async fn head(&self, key: &Path) -> Result<Option<ObjectMeta>> {
+        match self.inner.head(key).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) if object_missing(&e) => Ok(None),
+            Err(e) => Err(Error::store("head", key, e)),
+        }
+    }
+
+    /// Copies `from` to `to` within the store (a server-side copy on S3), replacing `to`.
+    pub async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
+        self.inner
+            .copy(from, to)
+            .await
+            .map_err(|e| Error::store("copy", from, e))
+    }
+
     pub async fn delete(&self, key: &Path) -> Result<()> {
         match self.inner.delete(key).await {
             Ok(()) => Ok(()),

@@ -8,6 +8,7 @@
 //! pail [--store URL] consume TOPIC [-p P] [-o OFFSET] [-c N] [-K SEP | -f PATTERN]
 //!                                  [--format text|json] [--follow]
 //! pail [--store URL] serve [--listen ADDR]
+//! pail [--store URL] doctor [--topic T] [--format text|json] [--repair]
 //! pail completions bash|zsh|fish
 //! ```
 //!
@@ -17,6 +18,7 @@
 
 mod completions;
 mod consume;
+mod doctor;
 mod produce;
 mod serve;
 mod topic;
@@ -60,6 +62,8 @@ Examples:
   pail serve                                     http://127.0.0.1:8080, loopback only
   PAIL_TOKEN=secret pail serve --listen 0.0.0.0:8080")]
     Serve(serve::ServeArgs),
+    /// Check every partition's chain object by object; report each problem and what to do.
+    Doctor(doctor::DoctorArgs),
     /// Measure produce, consume or end-to-end performance (store: any URL, or
     /// sim:s3-standard / sim:s3-express for a latency-simulated S3).
     #[command(after_help = "\
@@ -144,6 +148,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             consume::run(&open(&cli.store, false).await?, args).await
         }
         Command::Serve(args) => serve::run(&open(&cli.store, true).await?, args).await,
+        Command::Doctor(args) => {
+            let repair = args.repair;
+            doctor::run(&open(&cli.store, repair).await?, args).await
+        }
         // The bench opens its own store: it also accepts simulated and in-memory ones.
         Command::Bench(args) => crate::bench::run(&cli.store, args).await,
         Command::Completions(args) => completions::run(args),

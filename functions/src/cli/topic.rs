@@ -138,5 +138,14 @@ fn print_description(out: &mut impl Write, d: &TopicDescription) -> std::io::Res
             p.partition, p.log_start_offset, p.next_offset, p.segments, p.bytes, p.leader_epoch
         )?;
     }
+    for p in &d.partitions {
+        if let Some(blocked) = &p.blocked {
+            writeln!(
+                out,
+                "partition {} cannot be written: {blocked} (see pail doctor)",
+                p.partition
+            )?;
+        }
+    }
     Ok(())
 }

@@ -108,10 +108,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         ErrorKind::InvalidInput if is_too_large(e) => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::AlreadyExists
-        | ErrorKind::Conflict
-        | ErrorKind::Fenced
-        | ErrorKind::Aborted => StatusCode::CONFLICT,
+        ErrorKind::AlreadyExists | ErrorKind::Conflict | ErrorKind::Fenced | ErrorKind::Aborted => {
+            StatusCode::CONFLICT
+        }
         ErrorKind::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
         // Another writer leads the partition for a while, or the store is not answering:
         // both pass, so the client is told when to come back.

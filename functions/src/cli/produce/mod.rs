@@ -156,6 +156,8 @@ pub async fn run(pail: &Pail, args: ProduceArgs) -> anyhow::Result<()> {
     while let Some(result) = pending.next().await {
         tally.add(result);
     }
+    // Hints each written partition's newest version, so deleting it later is noticed.
+    producer.close().await;
     eprintln!("{}", tally.summary(&args.topic, started));
     input?;
     if let Some(e) = tally.first_error {
