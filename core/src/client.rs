@@ -313,6 +313,7 @@ impl Pail {
             edit: &edit,
             records: &records,
             timestamps_ms: &timestamps,
+            compression: meta.config.compression,
         };
         let part = self.part(&meta.name, partition);
         let committed = commit::commit(part, &self.inner.writer_id, self.inner.clock.as_ref(), req)
@@ -345,6 +346,7 @@ impl Pail {
             edit: &edit,
             records: &[],
             timestamps_ms: &[],
+            compression: meta.config.compression,
         };
         let part = self.part(&meta.name, partition);
         match commit::commit(part, &self.inner.writer_id, self.inner.clock.as_ref(), req).await? {

@@ -48,4 +48,4 @@ pub use log::fetch::{FetchLimits, Fetched, OffsetSpec};
 pub use producer::{Delivered, Producer, ProducerConfig};
 pub use record::{Header, Record, StoredRecord};
 pub use storage::Store;
-pub use topic::{TimestampType, TopicConfig, TopicMeta, TopicName};
+pub use topic::{Compression, TimestampType, TopicConfig, TopicMeta, TopicName};

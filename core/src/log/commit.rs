@@ -25,6 +25,7 @@ use crate::manifest::{Applied, ApplyError, CommitContext, Edit, apply, check_suc
 use crate::record::Record;
 use crate::segment::{self, Footer};
 use crate::storage::{Created, keys};
+use crate::topic::Compression;
 
 /// Races a commit may lose in a row before it gives up with `Conflict`.
 pub const COMMIT_ATTEMPTS_MAX: u32 = 64;
@@ -39,6 +40,8 @@ pub struct CommitRequest<'a> {
     pub edit: &'a Edit,
     pub records: &'a [Record],
     pub timestamps_ms: &'a [i64],
+    /// The topic's codec for the segment's pages.
+    pub compression: Compression,
 }
 
 /// How a commit ended.
@@ -82,8 +85,8 @@ pub async fn commit(
                 }
                 Applied::Next(next) => next,
             };
-        let bytes =
-            segment::encode(req.records, req.timestamps_ms, &next).map_err(Error::Encode)?;
+        let bytes = segment::encode_with(req.records, req.timestamps_ms, &next, req.compression)
+            .map_err(Error::Encode)?;
         let key = keys::segment(part.topic, part.partition, next.base_offset, next.version);
         match create_resolved(part, &key, bytes, &commit_id).await? {
             Resolved::Mine(size) => {

@@ -7,6 +7,7 @@
 //! pail [--store URL] produce TOPIC [--partition P] [--key-separator SEP]
 //! pail [--store URL] consume TOPIC [--partition P] [--offset earliest|latest|N] [--max N]
 //!                                  [--format text|json] [--follow]
+//! pail [--store URL] kafka [--listen ADDR] [--advertise HOST:PORT] [--auto-create-partitions N]
 //! ```
 
 mod consume;
@@ -41,6 +42,8 @@ pub enum Command {
     /// Measure produce, consume or end-to-end performance (store: any URL, or
     /// sim:s3-standard / sim:s3-express for a latency-simulated S3).
     Bench(crate::bench::BenchArgs),
+    /// Serve Kafka's wire protocol on this store (a stateless listener: run any number).
+    Kafka(crate::kafka::KafkaArgs),
 }
 
 /// Output format of commands that print structured data.
@@ -67,6 +70,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => consume::run(&open().await?, args).await,
         // The bench opens its own store: it also accepts simulated ones.
         Command::Bench(args) => crate::bench::run(&cli.store, args).await,
+        Command::Kafka(args) => crate::kafka::run(&cli.store, args).await,
     }
 }
 

@@ -1,7 +1,7 @@
 //! `pail topic create|list|describe`.
 
 use clap::{Args, Subcommand};
-use pail_core::{Pail, TimestampType, TopicConfig, TopicDescription};
+use pail_core::{Compression, Pail, TimestampType, TopicConfig, TopicDescription};
 use std::io::Write;
 
 use super::{Format, FormatArg};
@@ -33,6 +33,14 @@ pub struct CreateArgs {
     /// Largest record (key + value + headers) in bytes.
     #[arg(long, default_value_t = pail_core::topic::RECORD_BYTES_MAX_DEFAULT)]
     pub record_bytes_max: u64,
+    /// Parquet codec of the topic's segments (as Kafka's compression.type): zstd, lz4, snappy,
+    /// gzip or none.
+    #[arg(long, default_value = "zstd", value_parser = parse_compression)]
+    pub compression_type: Compression,
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    s.parse().map_err(|e: pail_core::Error| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -52,6 +60,7 @@ pub async fn run(pail: &Pail, cmd: TopicCommand) -> anyhow::Result<()> {
                     TimestampArg::LogAppendTime => TimestampType::LogAppendTime,
                 },
                 record_bytes_max: args.record_bytes_max,
+                compression: args.compression_type,
             };
             let meta = pail.create_topic(&args.name, config).await?;
             eprintln!(
@@ -83,8 +92,12 @@ fn print_description(out: &mut impl Write, d: &TopicDescription) -> std::io::Res
     };
     writeln!(
         out,
-        "topic {}  partitions {}  timestamp-type {}  record-bytes-max {}",
-        d.topic, d.config.partitions, ts, d.config.record_bytes_max
+        "topic {}  partitions {}  timestamp-type {}  record-bytes-max {}  compression-type {}",
+        d.topic,
+        d.config.partitions,
+        ts,
+        d.config.record_bytes_max,
+        d.config.compression.as_str()
     )?;
     writeln!(
         out,
