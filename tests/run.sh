@@ -5,7 +5,8 @@
 #   bash tests/run.sh
 #
 # What it does, so a fresh machine needs only Rust and Python 3:
-#   1. a project-local virtualenv (.venv) with tests/requirements.txt (moto, pyarrow, duckdb, ...)
+#   1. a project-local virtualenv (.venv) with tests/requirements.txt (moto, pyarrow, duckdb,
+#      Kafka clients, ...), and kcat (Debian package) for the Kafka listener tests
 #   2. moto's S3 server on 127.0.0.1 (a free port, single-threaded), bucket pail-test
 #   3. cargo test for the workspace, with the S3 server and Python wired in and required
 #   4. the S3 part again on its own, so its test count is printed
@@ -27,6 +28,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+say "kcat (Kafka listener tests)"
+if command -v kcat >/dev/null 2>&1; then
+  kcat -V | head -1
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 &&
+  { apt-get install -y -qq kcat >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq kcat >/dev/null 2>&1; }; }; then
+  kcat -V | head -1
+else
+  echo "*** WARNING: kcat could not be installed: its part of tests/tests/kafka.rs is SKIPPED ***"
+fi
+if command -v kcat >/dev/null 2>&1; then export PAIL_REQUIRE_KCAT=1; fi
 
 say "build"
 cargo build --workspace --all-targets --quiet
