@@ -7,7 +7,8 @@
 //! - `killed_listener_loses_no_acknowledged_record`: an idempotent confluent producer keeps
 //!   producing while its listener is SIGKILLed and replaced on the same address, three times;
 //!   every acknowledged record is in the log at its acknowledged offset, and every record is
-//!   there exactly once (retries after a lost answer are appended once).
+//!   there exactly once (retries after a lost answer are appended once). On a directory store
+//!   and on the S3 server.
 //! - `broken_frames_close_only_their_connection` and
 //!   `api_versions_lists_only_what_is_served`: raw bytes on a socket, no client library.
 //!
@@ -18,7 +19,7 @@
 #![allow(clippy::unwrap_used)]
 
 use pail_core::{Pail, TopicConfig};
-use pail_tests::{pail_cmd, python, read_all, run_timed, spawn_timed};
+use pail_tests::{Backend, TestStore, pail_cmd, python, read_all, run_timed, spawn_timed};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -153,12 +154,26 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_listener_loses_no_acknowledged_record() {
+    killed_listener(Backend::Local).await;
+}
+
+/// The same on the S3 server, where a create's answer can also be lost in flight.
+mod s3 {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_listener_loses_no_acknowledged_record() {
+        super::killed_listener(pail_tests::Backend::S3).await;
+    }
+}
+
+async fn killed_listener(backend: Backend) {
     let Some(python) = python() else {
         return;
     };
+    let Some(ts) = TestStore::new(backend).await else {
+        return;
+    };
     const COUNT: usize = 4_000;
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").to_str().unwrap().to_string();
+    let store = ts.url.clone().unwrap();
     let pail = Pail::open(&store).await.unwrap();
     pail.create_topic("fault", TopicConfig::new(2))
         .await
