@@ -114,7 +114,15 @@ impl std::fmt::Display for ProtocolError {
 }
 
 /// The future of a whole response frame (length prefix included), `None` for no response.
-pub type Response = BoxFuture<'static, Result<Option<Bytes>, ProtocolError>>;
+pub type Response = BoxFuture<'static, Result<Option<Framed>, ProtocolError>>;
+
+/// A response frame in two pieces, written one after the other: the length prefix with the
+/// response header, and the body (not copied behind the header: a Fetch body can be large).
+#[derive(Debug)]
+pub struct Framed {
+    pub head: Bytes,
+    pub body: Bytes,
+}
 
 /// Smallest request: api key, api version and correlation id.
 const REQUEST_PREFIX_BYTES: usize = 8;
@@ -135,7 +143,7 @@ pub fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Protocol
         // A client newer than us: answer in v0 with the error and our ranges, so it retries
         // with a version we speak (KIP-511).
         let body = api_versions::unsupported(version);
-        return Ok(async move { Ok(Some(frame_response(correlation_id, 0, &body))) }.boxed());
+        return Ok(async move { Ok(Some(frame_response(correlation_id, 0, body))) }.boxed());
     }
     if version < api.min || version > api.max {
         return Err(ProtocolError(format!(
@@ -150,7 +158,7 @@ pub fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Protocol
     let header_version = api.key.response_header_version(version);
     Ok(async move {
         match reply.await {
-            Answer::Body(body) => Ok(Some(frame_response(correlation_id, header_version, &body))),
+            Answer::Body(body) => Ok(Some(frame_response(correlation_id, header_version, body))),
             Answer::Nothing => Ok(None),
             Answer::Fail(e) => Err(e),
         }
@@ -159,17 +167,19 @@ pub fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Protocol
 }
 
 /// Length prefix, response header and body.
-fn frame_response(correlation_id: i32, header_version: i16, body: &[u8]) -> Bytes {
+fn frame_response(correlation_id: i32, header_version: i16, body: BytesMut) -> Framed {
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
-    let mut out = BytesMut::with_capacity(body.len() + 16);
-    out.put_i32(0);
+    let mut head = BytesMut::with_capacity(16);
+    head.put_i32(0);
     // A response header has only the correlation id and (v1) an empty tag buffer.
-    let _ = header.encode(&mut out, header_version);
-    out.put_slice(body);
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.freeze()
+    let _ = header.encode(&mut head, header_version);
+    let len = (head.len() - 4 + body.len()) as i32;
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    Framed {
+        head: head.freeze(),
+        body: body.freeze(),
+    }
 }
 
 /// Decodes a message from `buf`; a decoder panic on hostile bytes is an error like any other.
@@ -190,7 +200,7 @@ pub fn decode<T: Decodable>(buf: &mut Bytes, version: i16) -> Result<T, Protocol
 /// Encodes a response body. Handlers set only fields that exist in the version they answer,
 /// so this fails only on a bug; the connection is then closed rather than sent garbage.
 pub fn encode<T: Encodable>(msg: &T, version: i16) -> Answer {
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(msg.compute_size(version).unwrap_or(0));
     match msg.encode(&mut out, version) {
         Ok(()) => Answer::Body(out),
         Err(e) => Answer::Fail(ProtocolError(format!(

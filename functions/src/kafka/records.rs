@@ -312,6 +312,31 @@ fn put_varlong(buf: &mut BytesMut, v: i64) {
     buf.put_u8(raw as u8);
 }
 
+/// Bytes of a zig-zag varint.
+fn varlong_size(v: i64) -> usize {
+    let raw = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - raw.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
+fn nullable_size(b: Option<&[u8]>) -> usize {
+    b.map_or(1, |b| varlong_size(b.len() as i64) + b.len())
+}
+
+/// The encoded size of a record after its length prefix, so it is written in one pass.
+fn record_size(r: &StoredRecord, ts_delta: i64, offset_delta: i64) -> usize {
+    let headers: usize = r
+        .headers
+        .iter()
+        .map(|h| nullable_size(Some(h.key.as_bytes())) + nullable_size(h.value.as_deref()))
+        .sum();
+    1 + varlong_size(ts_delta)
+        + varlong_size(offset_delta)
+        + nullable_size(r.key.as_deref())
+        + nullable_size(r.value.as_deref())
+        + varlong_size(r.headers.len() as i64)
+        + headers
+}
+
 fn put_nullable(buf: &mut BytesMut, b: Option<&[u8]>) {
     match b {
         Some(b) => {
@@ -326,6 +351,12 @@ fn put_nullable(buf: &mut BytesMut, b: Option<&[u8]>) {
 /// or with LogAppendTime one per run of equal timestamps, because a client then stamps every
 /// record of a batch with the batch's maximum timestamp.
 pub fn encode_batches(out: &mut BytesMut, records: &[StoredRecord], timestamps: TimestampType) {
+    // Reserve once (a close upper bound): growing a buffer of megabytes copies it each time.
+    let estimate: usize = records
+        .iter()
+        .map(|r| 10 + record_size(r, i64::MAX, i64::MAX))
+        .sum();
+    out.reserve(estimate + HEADER_BYTES);
     let mut rest = records;
     while let Some(first) = rest.first() {
         let run = match timestamps {
@@ -365,21 +396,20 @@ fn encode_batch(out: &mut BytesMut, records: &[StoredRecord], timestamps: Timest
     out.put_i16(-1); // producer epoch
     out.put_i32(-1); // base sequence
     out.put_i32(records.len() as i32);
-    let mut body = BytesMut::new();
     for r in records {
-        body.clear();
-        body.put_i8(0);
-        put_varlong(&mut body, r.timestamp_ms - base_ts);
-        put_varlong(&mut body, (r.offset - first.offset) as i64);
-        put_nullable(&mut body, r.key.as_deref());
-        put_nullable(&mut body, r.value.as_deref());
-        put_varlong(&mut body, r.headers.len() as i64);
+        let ts_delta = r.timestamp_ms - base_ts;
+        let offset_delta = (r.offset - first.offset) as i64;
+        put_varlong(out, record_size(r, ts_delta, offset_delta) as i64);
+        out.put_i8(0);
+        put_varlong(out, ts_delta);
+        put_varlong(out, offset_delta);
+        put_nullable(out, r.key.as_deref());
+        put_nullable(out, r.value.as_deref());
+        put_varlong(out, r.headers.len() as i64);
         for h in &r.headers {
-            put_nullable(&mut body, Some(h.key.as_bytes()));
-            put_nullable(&mut body, h.value.as_deref());
+            put_nullable(out, Some(h.key.as_bytes()));
+            put_nullable(out, h.value.as_deref());
         }
-        put_varlong(out, body.len() as i64);
-        out.put_slice(&body);
     }
     let length = (out.len() - start - 12) as i32;
     out[start + 8..start + 12].copy_from_slice(&length.to_be_bytes());
@@ -511,6 +541,28 @@ mod tests {
         let want: Vec<_> = records.iter().map(|r| r.headers.clone()).collect();
         assert_eq!(got, want);
         assert_eq!(back[0].producer(), None);
+    }
+
+    #[test]
+    fn varint_sizes_match_what_is_written() {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            8191,
+            -8192,
+            1 << 40,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut b = BytesMut::new();
+            put_varlong(&mut b, v);
+            assert_eq!(b.len(), varlong_size(v), "{v}");
+            assert_eq!(varlong(&mut b.freeze()), Ok(v));
+        }
     }
 
     #[test]

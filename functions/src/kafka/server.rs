@@ -77,10 +77,14 @@ pub async fn connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
         }
         tokio::select! {
             Some(done) = in_flight.next() => {
-                let (answer, _permit): (Result<Option<Bytes>, apis::ProtocolError>, _) = done;
+                let (answer, _permit): (Result<Option<apis::Framed>, apis::ProtocolError>, _) = done;
                 match answer {
-                    Ok(Some(bytes)) => {
-                        if let Err(e) = wr.write_all(&bytes).await {
+                    Ok(Some(framed)) => {
+                        let written = match wr.write_all(&framed.head).await {
+                            Ok(()) => wr.write_all(&framed.body).await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = written {
                             closing.get_or_insert(format!("write failed: {e}"));
                             break;
                         }
@@ -139,10 +143,16 @@ async fn read_frames(
             .acquire_many_owned(size as u32)
             .await
             .map_err(|_| "connection buffer closed".to_string())?;
-        let mut bytes = BytesMut::zeroed(size);
-        rd.read_exact(&mut bytes)
-            .await
-            .map_err(|e| format!("frame of {size} bytes cut short: {e}"))?;
+        // Read into spare capacity: no zeroing of a buffer about to be overwritten.
+        let mut bytes = BytesMut::with_capacity(size);
+        while bytes.len() < size {
+            let mut part = (&mut rd).take((size - bytes.len()) as u64);
+            match part.read_buf(&mut bytes).await {
+                Ok(0) => return Err(format!("frame of {size} bytes cut short")),
+                Ok(_) => {}
+                Err(e) => return Err(format!("frame of {size} bytes cut short: {e}")),
+            }
+        }
         let frame = Frame {
             bytes: bytes.freeze(),
             _permit: permit,
