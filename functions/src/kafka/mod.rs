@@ -21,6 +21,9 @@ pub mod records;
 pub mod server;
 pub mod topic_configs;
 
+#[cfg(test)]
+mod tests;
+
 use clap::Args;
 use pail_core::Pail;
 use std::net::SocketAddr;
