@@ -333,3 +333,20 @@ fn broken_frames_close_only_their_connection() {
     );
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[test]
+fn bad_listener_settings_are_one_error_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let mut cmd = pail_cmd("memory://");
+        cmd.arg("kafka").args(args);
+        run_timed(cmd, None, Duration::from_secs(60))
+    };
+    run(&["--listen", &addr]).assert_one_error(1, &["cannot listen on", "in use"]);
+    run(&["--listen", "127.0.0.1:0", "--advertise", "x"])
+        .assert_one_error(1, &["--advertise \"x\" is not HOST:PORT"]);
+    run(&["--listen", "127.0.0.1:0", "--advertise", "h:99999"])
+        .assert_one_error(1, &["has no valid port"]);
+    run(&["--listen", "nope"]).assert_one_error(2, &["--listen"]);
+}
