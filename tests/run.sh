@@ -13,7 +13,8 @@
 #   4. cargo test for the workspace, with the S3 server, Python and cargo-lambda wired in and
 #      required (tests/tests/http_lambda.rs starts `cargo lambda watch` on 127.0.0.1 itself)
 #   5. the S3 part again on its own, so its test count is printed
-#   6. schemathesis against `pail serve` on 127.0.0.1 (tests/http/fuzz_api.sh)
+#   6. kcat (Debian package) for the Kafka listener tests
+#   7. schemathesis against `pail serve` on 127.0.0.1 (tests/http/fuzz_api.sh)
 # Every server is stopped on exit, whatever happens.
 #
 # To run the same suite against MinIO or AWS instead of moto, skip this script and set
@@ -36,6 +37,20 @@ fi
 say "SAM template (cfn-lint)"
 "$VENV/bin/cfn-lint" infra/template.yaml
 echo "infra/template.yaml: no findings"
+
+say "kcat (Kafka listener tests)"
+# (sed, not head: head closing the pipe early would fail the script under pipefail)
+export DEBIAN_FRONTEND=noninteractive
+if command -v kcat >/dev/null 2>&1; then
+  kcat -V 2>&1 | sed -n 1p
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 &&
+  { apt-get install -y -qq kcat >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq kcat >/dev/null 2>&1; }; }; then
+  kcat -V 2>&1 | sed -n 1p
+else
+  echo "*** WARNING: kcat could not be installed: its part of tests/tests/kafka.rs is SKIPPED ***"
+fi
+if command -v kcat >/dev/null 2>&1; then export PAIL_REQUIRE_KCAT=1; fi
 
 say "build"
 cargo build --workspace --all-targets --quiet

@@ -403,6 +403,7 @@ impl Pail {
             writer: &self.inner.writer_id,
             clock: self.inner.clock.as_ref(),
             deadline: opts.deadline,
+            compression: meta.config.compression,
         };
         let committed = append::commit(part, req)
             .await
@@ -460,6 +461,7 @@ impl Pail {
             writer: &self.inner.writer_id,
             clock: self.inner.clock.as_ref(),
             deadline,
+            compression: meta.config.compression,
         };
         let part = self.part(&meta.name, partition);
         match append::commit(part, req).await? {

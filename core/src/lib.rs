@@ -62,4 +62,4 @@ pub use log::{CacheLimits, CacheSizes};
 pub use producer::{Delivered, Producer, ProducerConfig};
 pub use record::{Header, Record, StoredRecord};
 pub use storage::Store;
-pub use topic::{TimestampType, TopicConfig, TopicMeta, TopicName};
+pub use topic::{Compression, TimestampType, TopicConfig, TopicMeta, TopicName};

@@ -7,4 +7,5 @@
 pub mod bench;
 pub mod cli;
 pub mod http;
+pub mod kafka;
 pub mod render;

@@ -717,3 +717,53 @@ mod s3_unreachable {
         assert_one_error(&f, 1, &[&format!("127.0.0.1:{}", server.port)]);
     }
 }
+
+#[test]
+fn compression_type_is_kept_shown_and_read_back() {
+    let store = LocalStore::new();
+    let s = &store.url;
+    for codec in ["lz4", "snappy", "gzip", "none", "zstd"] {
+        let topic = format!("c-{codec}");
+        pail(
+            s,
+            &[
+                "topic",
+                "create",
+                &topic,
+                "--partitions",
+                "1",
+                "--compression-type",
+                codec,
+            ],
+        )
+        .assert_ok();
+        let text = pail(s, &["topic", "describe", &topic])
+            .assert_ok()
+            .stdout_text();
+        assert!(
+            text.contains(&format!("compression-type {codec}")),
+            "{text}"
+        );
+        assert_eq!(describe(s, &topic)["config"]["compression"], codec);
+        let lines: String = (0..200).map(|i| format!("{codec} line {i}\n")).collect();
+        pail_with_stdin(s, &["produce", &topic], lines.clone()).assert_ok();
+        let back = pail(s, &["consume", &topic]).assert_ok().stdout_text();
+        assert_eq!(back, lines, "{codec}");
+    }
+    // Without the flag: zstd, the default.
+    create(s, "plain", 1);
+    assert_eq!(describe(s, "plain")["config"]["compression"], "zstd");
+    let f = pail(
+        s,
+        &[
+            "topic",
+            "create",
+            "bad",
+            "--partitions",
+            "1",
+            "--compression-type",
+            "brotli",
+        ],
+    );
+    assert_one_error(&f, 2, &["brotli", "zstd, lz4, snappy, gzip, none"]);
+}

@@ -126,7 +126,7 @@ async fn topics_are_created_listed_and_described() {
         created,
         json!({"topic": "orders", "config": {"partitions": 3,
             "timestamp_type": "log_append_time", "record_bytes_max": 1048576,
-            "compact_target_bytes": 134217728, "compact_target_records": 1000000,
+            "compression": "zstd", "compact_target_bytes": 134217728, "compact_target_records": 1000000,
             "compact_min_segments": 16}})
     );
     api.create("audit", 1).await;

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Applied, ApplyError, CommitContext, Edit, PartitionManifest, apply};
 use crate::record::Record;
 use crate::segment;
+use crate::topic::Compression;
 
 /// What to commit: an edit, and for appends the records with their final timestamps.
 #[derive(Clone, Copy)]
@@ -25,6 +26,8 @@ pub struct CommitRequest<'a> {
     pub clock: &'a dyn Clock,
     /// No store call of the commit starts after this, and none outlives it.
     pub deadline: Option<Instant>,
+    /// The topic's codec for the segment's pages.
+    pub compression: Compression,
 }
 
 /// How a commit ended.
@@ -79,7 +82,8 @@ fn build(
         } => Ok(Step::Done((base_offset, record_count))),
         Applied::Next(next) => {
             let bytes =
-                segment::encode(req.records, req.timestamps_ms, &next).map_err(Error::Encode)?;
+                segment::encode_with(req.records, req.timestamps_ms, &next, req.compression)
+                    .map_err(Error::Encode)?;
             Ok(Step::Create(*next, bytes))
         }
     }

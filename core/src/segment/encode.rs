@@ -7,7 +7,7 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -16,14 +16,31 @@ use std::sync::Arc;
 use super::*;
 use crate::manifest::PartitionManifest;
 use crate::record::Record;
+use crate::topic;
 
-/// Encodes `records` (with their final timestamps) as the segment of `manifest`'s version.
+/// Encodes `records` (with their final timestamps) as the segment of `manifest`'s version,
+/// with the default codec (ZSTD level 1).
 ///
 /// The rows get offsets `base_offset..next_offset`, so the file alone gives absolute offsets.
 pub fn encode(
     records: &[Record],
     timestamps_ms: &[i64],
     manifest: &PartitionManifest,
+) -> Result<Bytes, String> {
+    encode_with(
+        records,
+        timestamps_ms,
+        manifest,
+        topic::Compression::default(),
+    )
+}
+
+/// [`encode`] with the topic's codec for the data pages.
+pub fn encode_with(
+    records: &[Record],
+    timestamps_ms: &[i64],
+    manifest: &PartitionManifest,
+    compression: topic::Compression,
 ) -> Result<Bytes, String> {
     if records.len() != manifest.record_count as usize || timestamps_ms.len() != records.len() {
         return Err(format!(
@@ -33,8 +50,12 @@ pub fn encode(
             manifest.record_count
         ));
     }
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(properties(manifest)?))
-        .map_err(|e| format!("parquet writer: {e}"))?;
+    let mut writer = ArrowWriter::try_new(
+        Vec::new(),
+        schema(),
+        Some(properties(manifest, compression)?),
+    )
+    .map_err(|e| format!("parquet writer: {e}"))?;
     // A control commit (leadership change) is a valid Parquet file with no row groups.
     if !records.is_empty() {
         let batch = record_batch(records, timestamps_ms, manifest.base_offset)?;
@@ -87,9 +108,24 @@ fn headers(records: &[Record]) -> Result<ListArray, String> {
 /// records from a large segment reads about this much per column.
 const DATA_PAGE_BYTES_MAX: usize = 256 * 1024;
 
-/// ZSTD level 1, page statistics and the page index for pruning, offsets delta-encoded (they
-/// shrink to almost nothing), one row group per segment, rows sorted by offset.
-fn properties(manifest: &PartitionManifest) -> Result<WriterProperties, String> {
+/// The Parquet codec for a topic's setting. LZ4_RAW rather than the deprecated Hadoop-framed
+/// LZ4, which some readers (DuckDB among them) do not read; gzip at level 1 for speed.
+fn parquet_codec(compression: topic::Compression) -> Compression {
+    match compression {
+        topic::Compression::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        topic::Compression::Lz4 => Compression::LZ4_RAW,
+        topic::Compression::Snappy => Compression::SNAPPY,
+        topic::Compression::Gzip => Compression::GZIP(GzipLevel::try_new(1).unwrap_or_default()),
+        topic::Compression::None => Compression::UNCOMPRESSED,
+    }
+}
+
+/// The topic's codec, page statistics and the page index for pruning, offsets delta-encoded
+/// (they shrink to almost nothing), one row group per segment, rows sorted by offset.
+fn properties(
+    manifest: &PartitionManifest,
+    compression: topic::Compression,
+) -> Result<WriterProperties, String> {
     let last_offset = manifest.next_offset as i128 - 1;
     let kv = |k: &str, v: String| KeyValue::new(k.to_string(), v);
     let metadata = vec![
@@ -103,7 +139,7 @@ fn properties(manifest: &PartitionManifest) -> Result<WriterProperties, String> 
     ];
     let delta = Encoding::DELTA_BINARY_PACKED;
     Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_compression(parquet_codec(compression))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(false)
         .set_column_dictionary_enabled(ColumnPath::from("key"), true)

@@ -13,7 +13,7 @@
 mod encode;
 mod read;
 
-pub use encode::encode;
+pub use encode::{encode, encode_with};
 pub use read::{
     FOOTER_PREFETCH_BYTES, Footer, foreign, panic_is_contained, parse_footer, read_rows,
 };

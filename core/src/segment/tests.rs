@@ -47,12 +47,8 @@ fn records(n: usize, value_len: usize) -> Vec<Record> {
         .collect()
 }
 
-async fn stored(records: &[Record], base: u64) -> (Store, Path, Footer) {
-    let m = manifest_for(base, records.len() as u32);
-    let ts: Vec<i64> = (0..records.len() as i64)
-        .map(|i| 1_700_000_000_000 + i)
-        .collect();
-    let bytes = encode(records, &ts, &m).unwrap();
+/// A memory store holding `bytes` as one segment object.
+async fn in_memory(bytes: &Bytes) -> (Store, Path) {
     let store = Store::memory();
     let key = Path::from("seg.parquet");
     store
@@ -60,6 +56,16 @@ async fn stored(records: &[Record], base: u64) -> (Store, Path, Footer) {
         .put(&key, bytes.clone().into())
         .await
         .unwrap();
+    (store, key)
+}
+
+async fn stored(records: &[Record], base: u64) -> (Store, Path, Footer) {
+    let m = manifest_for(base, records.len() as u32);
+    let ts: Vec<i64> = (0..records.len() as i64)
+        .map(|i| 1_700_000_000_000 + i)
+        .collect();
+    let bytes = encode(records, &ts, &m).unwrap();
+    let (store, key) = in_memory(&bytes).await;
     let tail_len = (FOOTER_PREFETCH_BYTES as usize).min(bytes.len());
     let tail = bytes.slice(bytes.len() - tail_len..);
     let footer = parse_footer(&key, tail, bytes.len() as u64)
@@ -216,4 +222,33 @@ fn control_segment_has_no_rows() {
     let f = parse_footer(&Path::from("k"), bytes, len).unwrap().unwrap();
     assert_eq!(f.manifest.record_count, 0);
     assert_eq!(f.metadata.file_metadata().num_rows(), 0);
+}
+
+#[tokio::test]
+async fn every_topic_codec_round_trips_and_is_the_files_codec() {
+    use crate::topic::Compression as Codec;
+    use parquet::basic::Compression as Parquet;
+    let input = records(40, 300);
+    let ts: Vec<i64> = (0..40).collect();
+    let m = manifest_for(7, 40);
+    for (codec, want) in [
+        (Codec::Zstd, "ZSTD"),
+        (Codec::Lz4, "LZ4_RAW"),
+        (Codec::Snappy, "SNAPPY"),
+        (Codec::Gzip, "GZIP"),
+        (Codec::None, "UNCOMPRESSED"),
+    ] {
+        let bytes = encode_with(&input, &ts, &m, codec).unwrap();
+        let (store, key) = in_memory(&bytes).await;
+        let footer = parse_footer(&key, bytes.clone(), bytes.len() as u64)
+            .unwrap()
+            .unwrap();
+        let column = footer.metadata.row_group(0).column(3);
+        let got: Parquet = column.compression();
+        assert!(got.to_string().starts_with(want), "{codec:?}: {got}");
+        let rows = read_rows(&store, &key, &footer, 0, 40).await.unwrap();
+        let values: Vec<_> = rows.iter().map(|r| r.value.clone()).collect();
+        let expected: Vec<_> = input.iter().map(|r| r.value.clone()).collect();
+        assert_eq!(values, expected, "{codec:?}");
+    }
 }

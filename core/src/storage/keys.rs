@@ -6,6 +6,8 @@
 //! topics/{topic}/partition={p}/{base:020}-{version:020}.parquet  segment = commit (create-once)
 //! topics/{topic}/partition={p}/{base:020}-{last:020}-{first:020}.parquet  merged segment
 //! topics/{topic}/_hints/partition={p}.json                    latest-version hint (overwritten)
+//! _kafka/producer-ids/{block:020}.json                         a Kafka listener's block of
+//!                                                              producer ids (create-once)
 //! _staging/                                                    local store's uploads in flight
 //! groups/{group}/versions/{version:020}.json                  group state version (create-once)
 //! groups/{group}/_hint.json                                   latest-version hint (overwritten)
@@ -227,6 +229,22 @@ pub fn hints_dir(topic: &TopicName) -> Path {
     topic_dir(topic).join("_hints")
 }
 
+/// The folder of the Kafka listeners' producer-id blocks, outside every topic.
+pub fn producer_id_blocks() -> Path {
+    Path::from("_kafka").join("producer-ids")
+}
+
+/// Block `block` of Kafka producer ids: whoever creates it owns the ids in it.
+pub fn producer_id_block(block: u64) -> Path {
+    producer_id_blocks().join(format!("{block:0WIDTH$}.json"))
+}
+
+/// The block number named by a key under [`producer_id_blocks`].
+pub fn parse_producer_id_block(key: &Path) -> Option<u64> {
+    let name = key.filename()?.strip_suffix(".json")?;
+    (name.len() == WIDTH).then(|| name.parse().ok()).flatten()
+}
+
 /// The topic named by a child folder of [`topics_root`], if it is a valid topic name.
 pub fn parse_topic_dir(prefix: &Path) -> Option<TopicName> {
     let name = prefix.filename()?;
@@ -312,5 +330,17 @@ mod tests {
         );
         assert!(!moved.prefix_matches(&topics_root()));
         assert_eq!(parse_segment(&moved), parse_segment(&original));
+    }
+
+    #[test]
+    fn producer_id_blocks_round_trip_in_order() {
+        let k = producer_id_block(12);
+        assert_eq!(k.as_ref(), "_kafka/producer-ids/00000000000000000012.json");
+        assert_eq!(parse_producer_id_block(&k), Some(12));
+        assert!(producer_id_block(9).to_string() < producer_id_block(10).to_string());
+        assert_eq!(
+            parse_producer_id_block(&Path::from("_kafka/producer-ids/x.json")),
+            None
+        );
     }
 }

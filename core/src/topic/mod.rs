@@ -89,6 +89,62 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// The Parquet codec of a topic's segments, as Kafka's `compression.type`: a trade of file size
+/// for produce CPU (Parquet with ZSTD(1) encodes about 270 MB/s per core, LZ4_RAW about 675).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// ZSTD level 1: the smallest files.
+    #[default]
+    Zstd,
+    /// LZ4_RAW: the fastest to write and read.
+    Lz4,
+    Snappy,
+    Gzip,
+    /// Uncompressed pages.
+    None,
+}
+
+impl Compression {
+    pub const ALL: [Compression; 5] = [
+        Compression::Zstd,
+        Compression::Lz4,
+        Compression::Snappy,
+        Compression::Gzip,
+        Compression::None,
+    ];
+
+    /// The setting's name, as written in descriptors and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Lz4 => "lz4",
+            Compression::Snappy => "snappy",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+
+    /// Accepts every name in [`Compression::ALL`] and Kafka's `uncompressed` for `none`.
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "uncompressed" {
+            return Ok(Compression::None);
+        }
+        Compression::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "compression type {s:?} is not one of zstd, lz4, snappy, gzip, none"
+                ))
+            })
+    }
+}
+
 /// Default target size of a merged segment (compaction).
 pub const COMPACT_TARGET_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
 /// Default most records in a merged segment.
@@ -105,6 +161,10 @@ pub struct TopicConfig {
     pub timestamp_type: TimestampType,
     #[serde(default = "default_record_bytes_max")]
     pub record_bytes_max: u64,
+    /// `compression.type`: the Parquet codec of new segments. Descriptors written before this
+    /// setting existed read as the default, ZSTD.
+    #[serde(default)]
+    pub compression: Compression,
     /// `retention.ms`: maintenance drops whole segments whose newest record is older than
     /// this; `None` keeps records forever (Kafka's -1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +207,7 @@ impl TopicConfig {
             partitions,
             timestamp_type: TimestampType::default(),
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
+            compression: Compression::default(),
             retention_ms: None,
             retention_bytes: None,
             compact_target_bytes: COMPACT_TARGET_BYTES_DEFAULT,
@@ -222,6 +283,7 @@ impl TopicConfig {
                 "compact.target.bytes" => c.compact_target_bytes = positive(key, number()?)?,
                 "compact.target.records" => c.compact_target_records = positive(key, number()?)?,
                 "compact.min.segments" => c.compact_min_segments = positive(key, number()?)?,
+                "compression.type" => c.compression = value.parse()?,
                 other => {
                     return Err(Error::InvalidArgument(format!(
                         "unknown or fixed setting {other:?}; these can change: {}",
@@ -237,6 +299,7 @@ impl TopicConfig {
 
 /// The settings `with_settings` (and `pail topic alter --config`) accept.
 pub const ALTERABLE_SETTINGS: &[&str] = &[
+    "compression.type",
     "retention.ms",
     "retention.bytes",
     "compact.target.bytes",
@@ -409,5 +472,27 @@ mod tests {
         let err = TopicMeta::decode(future.as_bytes(), "k", &name).unwrap_err();
         assert!(err.to_string().contains("unknown topic format 9"), "{err}");
         assert!(TopicMeta::decode(b"{", "k", &name).is_err());
+    }
+
+    #[test]
+    fn compression_names_round_trip_and_old_descriptors_default_to_zstd() {
+        for c in Compression::ALL {
+            assert_eq!(c.as_str().parse::<Compression>().unwrap(), c);
+        }
+        assert_eq!(
+            "uncompressed".parse::<Compression>().unwrap(),
+            Compression::None
+        );
+        let err = "brotli".parse::<Compression>().unwrap_err();
+        assert!(err.to_string().contains("not one of zstd"), "{err}");
+        let name = TopicName::new("t").unwrap();
+        let old = br#"{"format":1,"name":"t","partitions":2,"created_at_ms":5}"#;
+        let meta = TopicMeta::decode(old, "k", &name).unwrap();
+        assert_eq!(meta.config.compression, Compression::Zstd);
+        let mut lz4 = meta.clone();
+        lz4.config.compression = Compression::Lz4;
+        let text = String::from_utf8(lz4.encode().unwrap()).unwrap();
+        assert!(text.contains(r#""compression": "lz4""#), "{text}");
+        assert_eq!(TopicMeta::decode(text.as_bytes(), "k", &name).unwrap(), lz4);
     }
 }

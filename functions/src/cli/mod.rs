@@ -9,6 +9,7 @@
 //!                                  [--format text|json] [--follow]
 //! pail [--store URL] serve [--listen ADDR]
 //! pail [--store URL] doctor [--topic T] [--format text|json] [--repair]
+//! pail [--store URL] kafka [--listen ADDR] [--advertise HOST:PORT] [--auto-create-partitions N]
 //! pail completions bash|zsh|fish
 //! ```
 //!
@@ -73,6 +74,8 @@ Examples:
     Bench(crate::bench::BenchArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Serve Kafka's wire protocol on this store (a stateless listener: run any number).
+    Kafka(crate::kafka::KafkaArgs),
 }
 
 /// Format of what a command prints (or, for produce, reads).
@@ -155,6 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         // The bench opens its own store: it also accepts simulated and in-memory ones.
         Command::Bench(args) => crate::bench::run(&cli.store, args).await,
         Command::Completions(args) => completions::run(args),
+        Command::Kafka(args) => crate::kafka::run(&cli.store, args).await,
     }
 }
 

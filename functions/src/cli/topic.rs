@@ -1,7 +1,7 @@
 //! `pail topic create|list|describe`.
 
 use clap::{Args, Subcommand};
-use pail_core::{Pail, TimestampType, TopicConfig, TopicDescription};
+use pail_core::{Compression, Pail, TimestampType, TopicConfig, TopicDescription};
 use std::io::Write;
 
 use super::{Format, FormatArg, Reported, plural, values};
@@ -49,6 +49,14 @@ pub struct CreateArgs {
     #[arg(long, value_name = "BYTES", default_value_t = pail_core::topic::RECORD_BYTES_MAX_DEFAULT,
           value_parser = values::whole_u64)]
     pub record_bytes_max: u64,
+    /// Parquet codec of the topic's segments (as Kafka's compression.type): zstd, lz4, snappy,
+    /// gzip or none.
+    #[arg(long, default_value = "zstd", value_parser = parse_compression)]
+    pub compression_type: Compression,
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    s.parse().map_err(|e: pail_core::Error| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -89,6 +97,7 @@ async fn create(pail: &Pail, args: CreateArgs) -> anyhow::Result<()> {
             TimestampArg::LogAppendTime => TimestampType::LogAppendTime,
         },
         record_bytes_max: args.record_bytes_max,
+        compression: args.compression_type,
         ..TopicConfig::new(args.partitions)
     };
     let meta = pail.create_topic(&args.name, config).await?;
@@ -123,8 +132,12 @@ fn print_description(out: &mut impl Write, d: &TopicDescription) -> std::io::Res
     };
     writeln!(
         out,
-        "topic {}  partitions {}  timestamp-type {}  record-bytes-max {}",
-        d.topic, d.config.partitions, ts, d.config.record_bytes_max
+        "topic {}  partitions {}  timestamp-type {}  record-bytes-max {}  compression-type {}",
+        d.topic,
+        d.config.partitions,
+        ts,
+        d.config.record_bytes_max,
+        d.config.compression.as_str()
     )?;
     writeln!(
         out,

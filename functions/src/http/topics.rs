@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use pail_core::topic::Compression;
 use pail_core::{PartitionDescription, TimestampType, TopicConfig, TopicDescription};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -55,6 +56,45 @@ pub struct CreateTopic {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 67108864)]
     pub record_bytes_max: Option<u64>,
+    /// The Parquet codec of the topic's segments (Kafka's `compression.type`).
+    #[serde(default)]
+    pub compression: CompressionKind,
+}
+
+/// A topic's `compression.type`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CompressionKind {
+    #[default]
+    Zstd,
+    Lz4,
+    Snappy,
+    Gzip,
+    None,
+}
+
+impl From<CompressionKind> for Compression {
+    fn from(c: CompressionKind) -> Self {
+        match c {
+            CompressionKind::Zstd => Compression::Zstd,
+            CompressionKind::Lz4 => Compression::Lz4,
+            CompressionKind::Snappy => Compression::Snappy,
+            CompressionKind::Gzip => Compression::Gzip,
+            CompressionKind::None => Compression::None,
+        }
+    }
+}
+
+impl From<Compression> for CompressionKind {
+    fn from(c: Compression) -> Self {
+        match c {
+            Compression::Zstd => CompressionKind::Zstd,
+            Compression::Lz4 => CompressionKind::Lz4,
+            Compression::Snappy => CompressionKind::Snappy,
+            Compression::Gzip => CompressionKind::Gzip,
+            Compression::None => CompressionKind::None,
+        }
+    }
 }
 
 /// A topic's settings.
@@ -63,6 +103,7 @@ pub struct TopicSettings {
     pub partitions: u32,
     pub timestamp_type: TimestampKind,
     pub record_bytes_max: u64,
+    pub compression: CompressionKind,
     /// `retention.ms`; absent: records are kept forever.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_ms: Option<u64>,
@@ -81,6 +122,7 @@ impl From<&TopicConfig> for TopicSettings {
             partitions: c.partitions,
             timestamp_type: c.timestamp_type.into(),
             record_bytes_max: c.record_bytes_max,
+            compression: c.compression.into(),
             retention_ms: c.retention_ms,
             retention_bytes: c.retention_bytes,
             compact_target_bytes: c.compact_target_bytes,
@@ -173,6 +215,7 @@ pub async fn create(
         record_bytes_max: req
             .record_bytes_max
             .unwrap_or(pail_core::topic::RECORD_BYTES_MAX_DEFAULT),
+        compression: req.compression.into(),
         ..TopicConfig::new(req.partitions)
     };
     let meta = state.pail.create_topic(&req.name, config).await?;
