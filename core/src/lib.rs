@@ -28,6 +28,7 @@ pub mod client;
 pub mod clock;
 pub mod entropy;
 pub mod error;
+#[cfg(feature = "sim")]
 #[doc(hidden)]
 pub mod fuzzing;
 

@@ -150,13 +150,9 @@ impl ObjectStore for MeteredStore {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        add(&self.counts.gets, 1);
-        let got = self.inner.get_ranges(location, ranges).await?;
-        add(
-            &self.counts.get_bytes,
-            got.iter().map(|b| b.len() as u64).sum(),
-        );
-        Ok(got)
+        // One counted GET per request S3 would be sent (nearby ranges merged), with the bytes
+        // each brings, gaps included: that is what is billed.
+        super::get_ranges_as_s3(self, location, ranges).await
     }
 
     fn delete_stream(
@@ -195,5 +191,36 @@ impl ObjectStore for MeteredStore {
     ) -> object_store::Result<()> {
         add(&self.counts.puts, 1);
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn ranged_reads_count_each_request_s3_is_sent() {
+        let counts = Arc::new(RequestCounts::default());
+        let store = MeteredStore::new(Arc::new(InMemory::new()), Arc::clone(&counts));
+        let key = Path::from("segment");
+        let mib = 1024 * 1024;
+        store.put(&key, vec![7u8; 8 * mib].into()).await.unwrap();
+        let before = counts.snapshot();
+        // Two ranges 100 bytes apart travel as one GET; one 5 MiB further on is a second.
+        let ranges = [0..100, 200..300, 5 * mib as u64..5 * mib as u64 + 100];
+        let got = store.get_ranges(&key, &ranges).await.unwrap();
+        assert_eq!(
+            got.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![100, 100, 100]
+        );
+        let cost = counts.snapshot().since(&before);
+        assert_eq!(cost.gets, 2, "{cost:?}");
+        assert_eq!(
+            cost.get_bytes,
+            300 + 100,
+            "the gap inside a merged GET is read too"
+        );
     }
 }

@@ -2,14 +2,18 @@
 //!
 //! Owns: parsing store URLs, building the `object_store` backend (local directory, in-memory,
 //! S3-compatible), the object key layout ([`keys`]), and small helpers that turn store answers
-//! into pail's vocabulary (a missing object is `None`, a lost create is `Created::No`).
+//! into pail's vocabulary (a missing object is `None`, a lost create is `Created::AlreadyExists`).
 //! Must never: decide what a key means or retry a conditional write on its own; the commit loop
 //! in `crate::log` owns that, because only it can tell its own write from a rival's.
 
+// The test doubles (feature `sim`): fault injection, simulated latency, request counting.
+#[cfg(feature = "sim")]
 pub mod faults;
 pub mod keys;
+#[cfg(feature = "sim")]
 pub mod latency;
 pub mod local;
+#[cfg(feature = "sim")]
 pub mod metrics;
 mod s3;
 
@@ -261,7 +265,30 @@ pub(crate) fn object_missing(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. }) && !e.to_string().contains("NoSuchBucket")
 }
 
+/// The bytes of `ranges` of an object, requested the way object_store's S3 client requests
+/// them: ranges less than [`object_store::OBJECT_STORE_COALESCE_DEFAULT`] apart are merged, and
+/// each merged range is one ranged GET through `store` (up to 10 at a time). The wrappers that
+/// stand in for S3 (request counting, latency, faults) read ranges this way, so that what they
+/// count, delay or fail is what S3 would be sent, whatever store is underneath.
+#[cfg(feature = "sim")]
+async fn get_ranges_as_s3(
+    store: &dyn ObjectStore,
+    location: &Path,
+    ranges: &[std::ops::Range<u64>],
+) -> object_store::Result<Vec<Bytes>> {
+    object_store::coalesce_ranges(
+        ranges,
+        |range| async move {
+            let opts = GetOptions::new().with_range(Some(range));
+            store.get_opts(location, opts).await?.bytes().await
+        },
+        object_store::OBJECT_STORE_COALESCE_DEFAULT,
+    )
+    .await
+}
+
 /// `stream`, answering only after `delay`: a slow LIST for the wrappers that simulate one.
+#[cfg(feature = "sim")]
 fn delayed<T: Send + 'static>(
     delay: std::time::Duration,
     stream: futures::stream::BoxStream<'static, T>,
