@@ -104,25 +104,33 @@ impl Rule {
 #[derive(Debug)]
 pub struct Faults {
     rules: Mutex<Vec<Rule>>,
+    /// How many times each rule has fired, by position in `rules`.
+    fired: Mutex<Vec<u64>>,
     rng: Mutex<StdRng>,
     injected: AtomicU64,
+    /// Writes under [`Fault::LandsLater`] that the store accepted when they arrived.
+    landed_late: AtomicU64,
 }
 
 impl Faults {
     pub fn new(seed: u64) -> Arc<Self> {
         Arc::new(Faults {
             rules: Mutex::new(Vec::new()),
+            fired: Mutex::new(Vec::new()),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             injected: AtomicU64::new(0),
+            landed_late: AtomicU64::new(0),
         })
     }
 
     pub fn add(&self, rule: Rule) {
         crate::log::lock(&self.rules).push(rule);
+        crate::log::lock(&self.fired).push(0);
     }
 
     pub fn clear(&self) {
         crate::log::lock(&self.rules).clear();
+        crate::log::lock(&self.fired).clear();
     }
 
     /// How many faults have fired so far.
@@ -130,11 +138,30 @@ impl Faults {
         self.injected.load(Ordering::SeqCst)
     }
 
+    /// How many writes under [`Fault::LandsLater`] have landed so far (the others found their
+    /// key taken, or the runtime ended first).
+    pub fn landed_late(&self) -> u64 {
+        self.landed_late.load(Ordering::SeqCst)
+    }
+
+    /// How many times the rules (present now) with this fault have fired.
+    pub fn fired(&self, fault: &Fault) -> u64 {
+        let rules = crate::log::lock(&self.rules);
+        let fired = crate::log::lock(&self.fired);
+        rules
+            .iter()
+            .zip(fired.iter())
+            .filter(|(rule, _)| rule.fault == *fault)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// The fault for this call, if a rule fires. Rules are tried in the order they were added.
     fn pick(&self, op: Op, key: &str) -> Option<Fault> {
         let mut rules = crate::log::lock(&self.rules);
         let mut rng = crate::log::lock(&self.rng);
-        for rule in rules.iter_mut() {
+        let mut fired = crate::log::lock(&self.fired);
+        for (rule, count) in rules.iter_mut().zip(fired.iter_mut()) {
             let matches = (rule.op == op || rule.op == Op::Any) && key.starts_with(&rule.prefix);
             if !matches || rule.times == Some(0) {
                 continue;
@@ -146,6 +173,7 @@ impl Faults {
                 *n -= 1;
             }
             self.injected.fetch_add(1, Ordering::SeqCst);
+            *count += 1;
             return Some(rule.fault.clone());
         }
         None
@@ -224,9 +252,12 @@ impl FaultyStore {
         let fault = self.faults.pick(Op::Put, location.as_ref());
         if let Some(Fault::LandsLater(delay)) = fault {
             let (inner, location) = (Arc::clone(&self.inner), location.clone());
+            let faults = Arc::clone(&self.faults);
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let _ = inner.put_opts(&location, payload, opts).await;
+                if inner.put_opts(&location, payload, opts).await.is_ok() {
+                    faults.landed_late.fetch_add(1, Ordering::SeqCst);
+                }
             });
             return Err(timed_out());
         }
