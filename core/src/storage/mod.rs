@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-pub use s3::S3_ENV_VARS;
+pub use s3::{NoSuchBucket, S3_ENV_VARS};
 
 /// The store used when none is given: a directory next to the caller.
 pub const DEFAULT_STORE: &str = "./pail-data";
@@ -262,7 +262,17 @@ impl Store {
 /// does not exist, which is a deployment problem and must not read as "no such object" (that
 /// would turn a typo in the bucket name into "unknown topic").
 pub(crate) fn object_missing(e: &object_store::Error) -> bool {
-    matches!(e, object_store::Error::NotFound { .. }) && !e.to_string().contains("NoSuchBucket")
+    matches!(e, object_store::Error::NotFound { .. })
+        && !is_missing_bucket(e)
+        && !e.to_string().contains("NoSuchBucket")
+}
+
+/// True when the store says the bucket itself does not exist ([`NoSuchBucket`]): certain, and
+/// no retry will change it.
+pub fn is_missing_bucket(e: &object_store::Error) -> bool {
+    use std::error::Error as _;
+    matches!(e, object_store::Error::Generic { .. })
+        && e.source().is_some_and(|s| s.is::<NoSuchBucket>())
 }
 
 /// The bytes of `ranges` of an object, requested the way object_store's S3 client requests
