@@ -110,6 +110,8 @@ pub struct Faults {
     injected: AtomicU64,
     /// Writes under [`Fault::LandsLater`] that the store accepted when they arrived.
     landed_late: AtomicU64,
+    /// Calls that have reached their [`Fault::Hang`] (after running, for `landed`).
+    hung: AtomicU64,
 }
 
 impl Faults {
@@ -120,6 +122,7 @@ impl Faults {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             injected: AtomicU64::new(0),
             landed_late: AtomicU64::new(0),
+            hung: AtomicU64::new(0),
         })
     }
 
@@ -136,6 +139,13 @@ impl Faults {
     /// How many faults have fired so far.
     pub fn injected(&self) -> u64 {
         self.injected.load(Ordering::SeqCst)
+    }
+
+    /// How many calls have reached their [`Fault::Hang`]: from then on the caller is stuck
+    /// exactly where the fault put it (with `landed`, after the call took effect), which is
+    /// the moment a test crashes it.
+    pub fn hung(&self) -> u64 {
+        self.hung.load(Ordering::SeqCst)
     }
 
     /// How many writes under [`Fault::LandsLater`] have landed so far (the others found their
@@ -232,6 +242,7 @@ impl FaultyStore {
                 if landed {
                     let _ = call.await;
                 }
+                self.faults.hung.fetch_add(1, Ordering::SeqCst);
                 futures::future::pending().await
             }
             // The writes that can land later are started by `lands_later`; anything else
