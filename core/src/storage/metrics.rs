@@ -150,9 +150,14 @@ impl ObjectStore for MeteredStore {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        // One counted GET per request S3 would be sent (nearby ranges merged), with the bytes
-        // each brings, gaps included: that is what is billed.
-        super::get_ranges_as_s3(self, location, ranges).await
+        // Counted as S3 is sent them: one GET per merged range, each bringing its gaps too
+        // (that is what is billed). The read itself is left to the store underneath.
+        let requests = super::s3_range_requests(ranges);
+        add(&self.counts.gets, requests.len() as u64);
+        let got = self.inner.get_ranges(location, ranges).await?;
+        let bytes = requests.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+        add(&self.counts.get_bytes, bytes);
+        Ok(got)
     }
 
     fn delete_stream(
@@ -222,5 +227,36 @@ mod tests {
             300 + 100,
             "the gap inside a merged GET is read too"
         );
+    }
+
+    /// The requests counted are the ones object_store's own coalescing (the S3 client's
+    /// `get_ranges`) makes, for any set of ranges.
+    #[tokio::test]
+    async fn counted_requests_are_object_stores_own_coalescing() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        for _ in 0..500 {
+            let ranges: Vec<Range<u64>> = (0..rng.random_range(1..12))
+                .map(|_| {
+                    let start = rng.random_range(0..8u64 << 20);
+                    start..start + rng.random_range(0..2u64 << 20)
+                })
+                .collect();
+            let sent = std::sync::Mutex::new(Vec::new());
+            object_store::coalesce_ranges(
+                &ranges,
+                |r| {
+                    sent.lock().unwrap().push(r.clone());
+                    let len = (r.end - r.start) as usize;
+                    futures::future::ready(Ok::<_, object_store::Error>(Bytes::from(vec![0; len])))
+                },
+                object_store::OBJECT_STORE_COALESCE_DEFAULT,
+            )
+            .await
+            .unwrap();
+            let mut sent = sent.into_inner().unwrap();
+            sent.sort_by_key(|r| r.start);
+            assert_eq!(super::super::s3_range_requests(&ranges), sent, "{ranges:?}");
+        }
     }
 }

@@ -37,8 +37,9 @@ pub const DEFAULT_STORE: &str = "./pail-data";
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
-    /// S3 and the in-memory store list keys in lexicographic order; the local filesystem lists
-    /// in directory order, so callers must sort and cannot stop a listing early.
+    /// Every store pail opens lists keys in lexicographic order (the directory store sorts
+    /// each folder: see [`local`]), so a listing can stop at the first key it does not need.
+    /// A store given to [`Store::new`] that does not is listed whole and sorted.
     listing_sorted: bool,
     location: String,
 }
@@ -297,6 +298,30 @@ async fn get_ranges_as_s3(
     .await
 }
 
+/// The ranged GETs object_store's S3 client sends for `ranges` of one object: ranges at most
+/// [`object_store::OBJECT_STORE_COALESCE_DEFAULT`] apart (or overlapping) are merged, and each
+/// merged range is one request.
+#[cfg(feature = "sim")]
+fn s3_range_requests(ranges: &[std::ops::Range<u64>]) -> Vec<std::ops::Range<u64>> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_by_key(|r| r.start);
+    let mut requests: Vec<std::ops::Range<u64>> = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        match requests.last_mut() {
+            Some(last)
+                if r.start
+                    <= last
+                        .end
+                        .saturating_add(object_store::OBJECT_STORE_COALESCE_DEFAULT) =>
+            {
+                last.end = last.end.max(r.end);
+            }
+            _ => requests.push(r),
+        }
+    }
+    requests
+}
+
 /// `stream`, answering only after `delay`: a slow LIST for the wrappers that simulate one.
 #[cfg(feature = "sim")]
 fn delayed<T: Send + 'static>(
@@ -329,5 +354,5 @@ fn open_local(url: &str, path: &str) -> Result<Store> {
         .map_err(|e| invalid_url(url, &format!("cannot resolve directory: {e}")))?;
     let fs = local::LocalStore::new(&abs).map_err(|e| invalid_url(url, &e.to_string()))?;
     fs.sweep();
-    Ok(Store::new(Arc::new(fs), false, abs.display().to_string()))
+    Ok(Store::new(Arc::new(fs), true, abs.display().to_string()))
 }
