@@ -38,6 +38,7 @@ pub mod consumer;
 pub mod doctor;
 pub mod entropy;
 pub mod error;
+#[cfg(feature = "sim")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod group;

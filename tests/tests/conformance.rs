@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use pail_core::storage::faults::{Fault, Op, Rule};
+use pail_core::storage::faults::{Fault, Faults, Op, Rule};
 use pail_core::storage::keys;
 use pail_core::{
     AppendOptions, ErrorKind, FetchLimits, Header, OffsetSpec, Pail, Record, TimestampType,
@@ -352,6 +352,31 @@ fn segment_prefix(topic: &str, partition: u32) -> String {
     keys::partition_dir(&TopicName::new(topic).unwrap(), partition).to_string()
 }
 
+/// Runs `append` on a task until it is stuck in the hang `faults` put it in, then kills the
+/// task: a writer that crashed at exactly that point. Fails if the append ends first (the fault
+/// never fired).
+async fn crash_at_the_hang<T: Send + 'static>(
+    faults: &Faults,
+    append: impl Future<Output = T> + Send + 'static,
+) {
+    // Only a guard against a hang elsewhere: the wait ends at the fault's event.
+    const POLLS_MAX: u32 = 12_000;
+    let task = tokio::spawn(append);
+    for _ in 0..POLLS_MAX {
+        if faults.hung() > 0 {
+            task.abort();
+            assert!(task.await.is_err_and(|e| e.is_cancelled()));
+            return;
+        }
+        assert!(
+            !task.is_finished(),
+            "the append ended without reaching the fault"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the append never reached the fault");
+}
+
 async fn crash_before_the_commit_leaves_nothing_visible(b: Backend) {
     let Some((ts, pail, topic)) = setup(b, 1).await else {
         return;
@@ -367,12 +392,11 @@ async fn crash_before_the_commit_leaves_nothing_visible(b: Backend) {
         .times(1),
     );
     let doomed = Pail::new(store);
-    let crashed = tokio::time::timeout(
-        Duration::from_millis(300),
-        doomed.append(&topic, 0, values(2, "lost")),
-    )
+    let t = topic.clone();
+    crash_at_the_hang(&faults, async move {
+        doomed.append(&t, 0, values(2, "lost")).await
+    })
     .await;
-    assert!(crashed.is_err(), "the writer was stopped before its create");
     let fresh = ts_client(&pail);
     let log = read_all(&fresh, &topic, 0).await;
     assert_eq!(log.len(), 2, "nothing uncommitted is visible");
@@ -403,12 +427,11 @@ async fn crash_after_the_commit_before_the_ack_keeps_the_record_once(b: Backend)
         .times(1),
     );
     let doomed = Pail::new(store);
-    let crashed = tokio::time::timeout(
-        Duration::from_millis(300),
-        doomed.append(&topic, 0, values(3, "c")),
-    )
+    let t = topic.clone();
+    crash_at_the_hang(&faults, async move {
+        doomed.append(&t, 0, values(3, "c")).await
+    })
     .await;
-    assert!(crashed.is_err(), "the writer died after its create landed");
     let log = read_all(&ts_client(&pail), &topic, 0).await;
     assert_eq!(
         log.len(),

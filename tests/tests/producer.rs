@@ -84,21 +84,23 @@ async fn concurrent_senders_share_commits(b: Backend) {
     );
 }
 
+/// Records sent while the first one lingers join its commit. The linger is a minute, so no
+/// timing is involved: `flush` ends the wait once all five are queued.
 async fn linger_gathers_records_into_one_commit(b: Backend) {
     let Some(ts) = TestStore::new(b).await else {
         return;
     };
     let name = topic(&ts, 1).await;
     let config = ProducerConfig {
-        linger_ms: 300,
+        linger_ms: 60_000,
         ..ProducerConfig::default()
     };
     let producer = Producer::new(ts.client(), &name, config).await.unwrap();
     let mut deliveries = Vec::new();
     for i in 0..5 {
         deliveries.push(producer.send(value(i), None).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    producer.flush().await;
     let partitions: HashSet<u32> = futures::future::join_all(deliveries)
         .await
         .into_iter()
@@ -113,6 +115,48 @@ async fn linger_gathers_records_into_one_commit(b: Backend) {
     assert_eq!(
         d.partitions[0].segments, 1,
         "five records sent within the linger make one segment"
+    );
+}
+
+/// Linger on tokio's paused clock, over the in-memory store (where nothing else takes time):
+/// the first record waits exactly its linger for company, a record sent meanwhile joins it, and
+/// one sent after the commit starts the next batch.
+#[tokio::test(start_paused = true)]
+async fn linger_holds_the_first_record_exactly_its_linger() {
+    let ts = TestStore::new(Backend::Memory).await.unwrap();
+    let name = topic(&ts, 1).await;
+    let config = ProducerConfig {
+        linger_ms: 300,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(ts.client(), &name, config).await.unwrap();
+    let segments =
+        || async { ts.client().describe_topic(&name).await.unwrap().partitions[0].segments };
+    let start = tokio::time::Instant::now();
+    let first = producer.send(value(0), Some(0)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = producer.send(value(1), Some(0)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(199)).await;
+    assert_eq!(
+        segments().await,
+        0,
+        "nothing is committed before the linger runs out"
+    );
+    assert_eq!(first.await.unwrap().offset, 0);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(300),
+        "the commit starts when the first record's linger runs out"
+    );
+    assert_eq!(second.await.unwrap().offset, 1);
+    assert_eq!(segments().await, 1, "both records in one commit");
+    let third = producer.send(value(2), Some(0)).await.unwrap();
+    assert_eq!(third.await.unwrap().offset, 2);
+    assert_eq!(start.elapsed(), Duration::from_millis(600));
+    assert_eq!(
+        segments().await,
+        2,
+        "a record sent after the commit is the next batch"
     );
 }
 

@@ -3,8 +3,12 @@
 //! Rules choose calls by operation and key prefix, fire with a probability from a seeded random
 //! generator (so a run replays from its seed) and optionally only a number of times. Faults:
 //! errors, S3's 503 SlowDown, added latency, timeouts, *lost answers* (the call runs, the write
-//! lands, the caller gets an error), and *hangs* (the call never returns: the caller has crashed
-//! there, before or after the call took effect).
+//! lands, the caller gets an error), *late landings* (the caller times out at once and the write
+//! lands at the store later), and *hangs* (the call never returns: the caller has crashed there,
+//! before or after the call took effect).
+//!
+//! Every delay is a tokio timer and every late write a tokio task, so on a paused clock a run
+//! is the same whatever the load on the machine.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -55,6 +59,11 @@ pub enum Fault {
     Hang { landed: bool },
     /// Refused before reaching the store, for good: a 403 (S3) or EACCES (a local directory).
     Forbidden,
+    /// Fails at once as a client-side timeout, while the write goes on and lands at the store
+    /// after the delay (the request was still travelling, or queued in the server). Writes
+    /// only: a read or listing selected by it just times out. The late write runs on a spawned
+    /// tokio task, so it lands only while the runtime lives.
+    LandsLater(Duration),
 }
 
 /// Selects calls and the fault they get.
@@ -97,25 +106,36 @@ impl Rule {
 #[derive(Debug)]
 pub struct Faults {
     rules: Mutex<Vec<Rule>>,
+    /// How many times each rule has fired, by position in `rules`.
+    fired: Mutex<Vec<u64>>,
     rng: Mutex<StdRng>,
     injected: AtomicU64,
+    /// Writes under [`Fault::LandsLater`] that the store accepted when they arrived.
+    landed_late: AtomicU64,
+    /// Calls that have reached their [`Fault::Hang`] (after running, for `landed`).
+    hung: AtomicU64,
 }
 
 impl Faults {
     pub fn new(seed: u64) -> Arc<Self> {
         Arc::new(Faults {
             rules: Mutex::new(Vec::new()),
+            fired: Mutex::new(Vec::new()),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             injected: AtomicU64::new(0),
+            landed_late: AtomicU64::new(0),
+            hung: AtomicU64::new(0),
         })
     }
 
     pub fn add(&self, rule: Rule) {
         crate::sync::lock(&self.rules).push(rule);
+        crate::sync::lock(&self.fired).push(0);
     }
 
     pub fn clear(&self) {
         crate::sync::lock(&self.rules).clear();
+        crate::sync::lock(&self.fired).clear();
     }
 
     /// How many faults have fired so far.
@@ -123,11 +143,37 @@ impl Faults {
         self.injected.load(Ordering::SeqCst)
     }
 
+    /// How many calls have reached their [`Fault::Hang`]: from then on the caller is stuck
+    /// exactly where the fault put it (with `landed`, after the call took effect), which is
+    /// the moment a test crashes it.
+    pub fn hung(&self) -> u64 {
+        self.hung.load(Ordering::SeqCst)
+    }
+
+    /// How many writes under [`Fault::LandsLater`] have landed so far (the others found their
+    /// key taken, or the runtime ended first).
+    pub fn landed_late(&self) -> u64 {
+        self.landed_late.load(Ordering::SeqCst)
+    }
+
+    /// How many times the rules (present now) with this fault have fired.
+    pub fn fired(&self, fault: &Fault) -> u64 {
+        let rules = crate::sync::lock(&self.rules);
+        let fired = crate::sync::lock(&self.fired);
+        rules
+            .iter()
+            .zip(fired.iter())
+            .filter(|(rule, _)| rule.fault == *fault)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// The fault for this call, if a rule fires. Rules are tried in the order they were added.
     fn pick(&self, op: Op, key: &str) -> Option<Fault> {
         let mut rules = crate::sync::lock(&self.rules);
         let mut rng = crate::sync::lock(&self.rng);
-        for rule in rules.iter_mut() {
+        let mut fired = crate::sync::lock(&self.fired);
+        for (rule, count) in rules.iter_mut().zip(fired.iter_mut()) {
             let matches = (rule.op == op || rule.op == Op::Any) && key.starts_with(&rule.prefix);
             if !matches || rule.times == Some(0) {
                 continue;
@@ -139,6 +185,7 @@ impl Faults {
                 *n -= 1;
             }
             self.injected.fetch_add(1, Ordering::SeqCst);
+            *count += 1;
             return Some(rule.fault.clone());
         }
         None
@@ -163,7 +210,16 @@ impl FaultyStore {
         key: &Path,
         call: impl Future<Output = object_store::Result<T>>,
     ) -> object_store::Result<T> {
-        match self.faults.pick(op, key.as_ref()) {
+        self.apply(self.faults.pick(op, key.as_ref()), call).await
+    }
+
+    /// Runs `call` under `fault`.
+    async fn apply<T>(
+        &self,
+        fault: Option<Fault>,
+        call: impl Future<Output = object_store::Result<T>>,
+    ) -> object_store::Result<T> {
+        match fault {
             None => call.await,
             Some(Fault::Error) => Err(injected("500 internal error")),
             Some(Fault::SlowDown) => Err(injected("503 SlowDown: please reduce your request rate")),
@@ -188,13 +244,42 @@ impl FaultyStore {
                 if landed {
                     let _ = call.await;
                 }
+                self.faults.hung.fetch_add(1, Ordering::SeqCst);
                 futures::future::pending().await
             }
             Some(Fault::Forbidden) => Err(object_store::Error::PermissionDenied {
                 path: key.to_string(),
                 source: "403 Forbidden (injected)".into(),
             }),
+            // The writes that can land later are started by `lands_later`; anything else
+            // selected by this fault only times out.
+            Some(Fault::LandsLater(_)) => Err(timed_out()),
         }
+    }
+
+    /// A PUT that may land later: if a rule gives it [`Fault::LandsLater`], the caller gets a
+    /// timeout at once and the PUT is made by a task after the delay (its answer dropped, as
+    /// the client stopped listening); otherwise the PUT goes through [`FaultyStore::around`].
+    async fn put_or_land_later(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let fault = self.faults.pick(Op::Put, location.as_ref());
+        if let Some(Fault::LandsLater(delay)) = fault {
+            let (inner, location) = (Arc::clone(&self.inner), location.clone());
+            let faults = Arc::clone(&self.faults);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if inner.put_opts(&location, payload, opts).await.is_ok() {
+                    faults.landed_late.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            return Err(timed_out());
+        }
+        self.apply(fault, self.inner.put_opts(location, payload, opts))
+            .await
     }
 
     fn around_list(
@@ -227,8 +312,13 @@ impl FaultyStore {
                 })
                 .boxed()
             }
+            Some(Fault::LandsLater(_)) => futures::stream::once(async { Err(timed_out()) }).boxed(),
         }
     }
+}
+
+fn timed_out() -> object_store::Error {
+    injected("request timed out; it may still complete at the store")
 }
 
 fn injected(what: &str) -> object_store::Error {
@@ -252,12 +342,7 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        self.around(
-            Op::Put,
-            location,
-            self.inner.put_opts(location, payload, opts),
-        )
-        .await
+        self.put_or_land_later(location, payload, opts).await
     }
 
     async fn put_multipart_opts(
@@ -287,8 +372,8 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        self.around(Op::Get, location, self.inner.get_ranges(location, ranges))
-            .await
+        // One fault decision per ranged GET S3 would be sent.
+        super::get_ranges_as_s3(self, location, ranges).await
     }
 
     fn delete_stream(
@@ -327,5 +412,81 @@ impl ObjectStore for FaultyStore {
     ) -> object_store::Result<()> {
         self.around(Op::Put, to, self.inner.copy_opts(from, to, options))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Created, Store};
+
+    /// A store whose first PUT of `k` lands a second after it times out.
+    fn lands_late_once() -> (Store, Path) {
+        let rule = Rule::always(Op::Put, "k", Fault::LandsLater(Duration::from_secs(1))).times(1);
+        (faulty(rule), Path::from("k"))
+    }
+
+    fn faulty(rule: Rule) -> Store {
+        let faults = Faults::new(7);
+        faults.add(rule);
+        Store::memory().layered(|inner| Arc::new(FaultyStore::new(inner, faults)) as _)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_landing_times_out_at_once_and_lands_after_its_delay() {
+        let (store, key) = lands_late_once();
+        let started = tokio::time::Instant::now();
+        let err = store
+            .create(&key, Bytes::from_static(b"late"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("timed out"), "{err}");
+        assert_eq!(started.elapsed(), Duration::ZERO, "the error comes at once");
+        assert_eq!(store.get(&key).await.unwrap(), None, "not landed yet");
+        tokio::time::sleep(Duration::from_millis(999)).await;
+        assert_eq!(store.get(&key).await.unwrap(), None);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // Let the landing task run once its timer has fired.
+        tokio::task::yield_now().await;
+        assert_eq!(
+            store.get(&key).await.unwrap().as_deref(),
+            Some(&b"late"[..]),
+            "landed a second after the error"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_landing_loses_to_a_create_that_came_first() {
+        let (store, key) = lands_late_once();
+        assert!(
+            store
+                .create(&key, Bytes::from_static(b"late"))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            store
+                .create(&key, Bytes::from_static(b"retry"))
+                .await
+                .unwrap(),
+            Created::Yes
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            store.get(&key).await.unwrap().as_deref(),
+            Some(&b"retry"[..]),
+            "the late create was refused: the key was taken"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_selected_for_a_late_landing_only_time_out() {
+        let store = faulty(Rule::always(
+            Op::Get,
+            "",
+            Fault::LandsLater(Duration::from_secs(1)),
+        ));
+        let err = store.get(&Path::from("k")).await.unwrap_err();
+        assert!(err.to_string().contains("timed out"), "{err}");
     }
 }

@@ -150,12 +150,13 @@ impl ObjectStore for MeteredStore {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        add(&self.counts.gets, 1);
+        // Counted as S3 is sent them: one GET per merged range, each bringing its gaps too
+        // (that is what is billed). The read itself is left to the store underneath.
+        let requests = super::s3_range_requests(ranges);
+        add(&self.counts.gets, requests.len() as u64);
         let got = self.inner.get_ranges(location, ranges).await?;
-        add(
-            &self.counts.get_bytes,
-            got.iter().map(|b| b.len() as u64).sum(),
-        );
+        let bytes = requests.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+        add(&self.counts.get_bytes, bytes);
         Ok(got)
     }
 
@@ -195,5 +196,67 @@ impl ObjectStore for MeteredStore {
     ) -> object_store::Result<()> {
         add(&self.counts.puts, 1);
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn ranged_reads_count_each_request_s3_is_sent() {
+        let counts = Arc::new(RequestCounts::default());
+        let store = MeteredStore::new(Arc::new(InMemory::new()), Arc::clone(&counts));
+        let key = Path::from("segment");
+        let mib = 1024 * 1024;
+        store.put(&key, vec![7u8; 8 * mib].into()).await.unwrap();
+        let before = counts.snapshot();
+        // Two ranges 100 bytes apart travel as one GET; one 5 MiB further on is a second.
+        let ranges = [0..100, 200..300, 5 * mib as u64..5 * mib as u64 + 100];
+        let got = store.get_ranges(&key, &ranges).await.unwrap();
+        assert_eq!(
+            got.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![100, 100, 100]
+        );
+        let cost = counts.snapshot().since(&before);
+        assert_eq!(cost.gets, 2, "{cost:?}");
+        assert_eq!(
+            cost.get_bytes,
+            300 + 100,
+            "the gap inside a merged GET is read too"
+        );
+    }
+
+    /// The requests counted are the ones object_store's own coalescing (the S3 client's
+    /// `get_ranges`) makes, for any set of ranges.
+    #[tokio::test]
+    async fn counted_requests_are_object_stores_own_coalescing() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        for _ in 0..500 {
+            let ranges: Vec<Range<u64>> = (0..rng.random_range(1..12))
+                .map(|_| {
+                    let start = rng.random_range(0..8u64 << 20);
+                    start..start + rng.random_range(0..2u64 << 20)
+                })
+                .collect();
+            let sent = std::sync::Mutex::new(Vec::new());
+            object_store::coalesce_ranges(
+                &ranges,
+                |r| {
+                    sent.lock().unwrap().push(r.clone());
+                    let len = (r.end - r.start) as usize;
+                    futures::future::ready(Ok::<_, object_store::Error>(Bytes::from(vec![0; len])))
+                },
+                object_store::OBJECT_STORE_COALESCE_DEFAULT,
+            )
+            .await
+            .unwrap();
+            let mut sent = sent.into_inner().unwrap();
+            sent.sort_by_key(|r| r.start);
+            assert_eq!(super::super::s3_range_requests(&ranges), sent, "{ranges:?}");
+        }
     }
 }

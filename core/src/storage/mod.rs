@@ -7,10 +7,14 @@
 //! in `crate::log` owns that, because only it can tell its own write from a rival's.
 
 mod check;
+// The test doubles (feature `sim`): fault injection, simulated latency, request counting.
+#[cfg(feature = "sim")]
 pub mod faults;
 pub mod keys;
+#[cfg(feature = "sim")]
 pub mod latency;
 pub mod local;
+#[cfg(feature = "sim")]
 pub mod metrics;
 mod s3;
 
@@ -25,7 +29,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-pub use s3::S3_ENV_VARS;
+pub use s3::{NoSuchBucket, S3_ENV_VARS};
 
 /// The store used when none is given: a directory next to the caller.
 pub const DEFAULT_STORE: &str = "./pail-data";
@@ -34,8 +38,9 @@ pub const DEFAULT_STORE: &str = "./pail-data";
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
-    /// S3 and the in-memory store list keys in lexicographic order; the local filesystem lists
-    /// in directory order, so callers must sort and cannot stop a listing early.
+    /// Every store pail opens lists keys in lexicographic order (the directory store sorts
+    /// each folder: see [`local`]), so a listing can stop at the first key it does not need.
+    /// A store given to [`Store::new`] that does not is listed whole and sorted.
     listing_sorted: bool,
     location: String,
     /// True for backends whose create-if-absent is pail's own code or object_store's (memory,
@@ -317,7 +322,63 @@ impl Store {
 /// does not exist, which is a deployment problem and must not read as "no such object" (that
 /// would turn a typo in the bucket name into "unknown topic").
 pub(crate) fn object_missing(e: &object_store::Error) -> bool {
-    matches!(e, object_store::Error::NotFound { .. }) && !e.to_string().contains("NoSuchBucket")
+    matches!(e, object_store::Error::NotFound { .. })
+        && !is_missing_bucket(e)
+        && !e.to_string().contains("NoSuchBucket")
+}
+
+/// True when the store says the bucket itself does not exist ([`NoSuchBucket`]): certain, and
+/// no retry will change it.
+pub fn is_missing_bucket(e: &object_store::Error) -> bool {
+    use std::error::Error as _;
+    matches!(e, object_store::Error::Generic { .. })
+        && e.source().is_some_and(|s| s.is::<NoSuchBucket>())
+}
+
+/// The bytes of `ranges` of an object, requested the way object_store's S3 client requests
+/// them: ranges less than [`object_store::OBJECT_STORE_COALESCE_DEFAULT`] apart are merged, and
+/// each merged range is one ranged GET through `store` (up to 10 at a time). The wrappers that
+/// stand in for S3 (request counting, latency, faults) read ranges this way, so that what they
+/// count, delay or fail is what S3 would be sent, whatever store is underneath.
+#[cfg(feature = "sim")]
+async fn get_ranges_as_s3(
+    store: &dyn ObjectStore,
+    location: &Path,
+    ranges: &[std::ops::Range<u64>],
+) -> object_store::Result<Vec<Bytes>> {
+    object_store::coalesce_ranges(
+        ranges,
+        |range| async move {
+            let opts = GetOptions::new().with_range(Some(range));
+            store.get_opts(location, opts).await?.bytes().await
+        },
+        object_store::OBJECT_STORE_COALESCE_DEFAULT,
+    )
+    .await
+}
+
+/// The ranged GETs object_store's S3 client sends for `ranges` of one object: ranges at most
+/// [`object_store::OBJECT_STORE_COALESCE_DEFAULT`] apart (or overlapping) are merged, and each
+/// merged range is one request.
+#[cfg(feature = "sim")]
+fn s3_range_requests(ranges: &[std::ops::Range<u64>]) -> Vec<std::ops::Range<u64>> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_by_key(|r| r.start);
+    let mut requests: Vec<std::ops::Range<u64>> = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        match requests.last_mut() {
+            Some(last)
+                if r.start
+                    <= last
+                        .end
+                        .saturating_add(object_store::OBJECT_STORE_COALESCE_DEFAULT) =>
+            {
+                last.end = last.end.max(r.end);
+            }
+            _ => requests.push(r),
+        }
+    }
+    requests
 }
 
 /// True when the store refused a request before doing anything, for a reason no retry can
@@ -327,12 +388,14 @@ pub(crate) fn certainly_not_written(e: &object_store::Error) -> bool {
     match e {
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => true,
-        // S3 names a missing bucket in the body of a 404 (or, for listings, a generic error).
-        _ => e.to_string().contains("NoSuchBucket"),
+        // S3 names a missing bucket in the body of a 404; the S3 backend turns it into
+        // `NoSuchBucket`.
+        _ => is_missing_bucket(e) || e.to_string().contains("NoSuchBucket"),
     }
 }
 
 /// `stream`, answering only after `delay`: a slow LIST for the wrappers that simulate one.
+#[cfg(feature = "sim")]
 fn delayed<T: Send + 'static>(
     delay: std::time::Duration,
     stream: futures::stream::BoxStream<'static, T>,
@@ -370,9 +433,5 @@ fn open_local(url: &str, path: &str, create: bool) -> Result<Store> {
         .map_err(|e| invalid_url(url, &format!("cannot resolve directory: {e}")))?;
     let fs = local::LocalStore::new(&abs).map_err(|e| invalid_url(url, &e.to_string()))?;
     fs.sweep();
-    Ok(Store::trusted(
-        Arc::new(fs),
-        false,
-        abs.display().to_string(),
-    ))
+    Ok(Store::trusted(Arc::new(fs), true, abs.display().to_string()))
 }

@@ -14,25 +14,27 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 
+mod bucket;
+mod settings;
+
+pub use bucket::NoSuchBucket;
+
 use super::{Store, invalid_url};
 use crate::error::Result;
+use settings::{Settings, check_bucket, check_region, process_env};
 
 /// The environment variables the S3 backend reads, for help texts.
 pub const S3_ENV_VARS: &str = "AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, AWS_REGION, AWS_ACCESS_KEY_ID, \
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, PAIL_S3_TIMEOUT, PAIL_S3_CONNECT_TIMEOUT, \
 PAIL_S3_MAX_RETRIES";
 
-/// Default bound on one request (`PAIL_S3_TIMEOUT`, a duration such as `30s`).
-const REQUEST_TIMEOUT: &str = "30s";
-/// Default bound on connecting (`PAIL_S3_CONNECT_TIMEOUT`).
-const CONNECT_TIMEOUT: &str = "5s";
-/// Retries of one request on 5xx/429/timeouts (`PAIL_S3_MAX_RETRIES`), and the total time
-/// they may take.
-const MAX_RETRIES: usize = 3;
+/// The total time the retries of one request may take.
 const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Refresh temporary credentials this long before they expire.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 
+/// Opens `s3://bucket/prefix` (`rest` is what follows the scheme). Every setting is checked
+/// here, before any request, so a malformed one is a clear error and never a panic later.
 pub(super) async fn open(url: &str, rest: &str) -> Result<Store> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
@@ -41,37 +43,44 @@ pub(super) async fn open(url: &str, rest: &str) -> Result<Store> {
             "no bucket: use s3://bucket or s3://bucket/prefix",
         ));
     }
+    check_bucket(url, bucket)?;
+    let settings = Settings::from_env(&process_env)?;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
-    let env =
-        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+    let millis = |d: Duration| format!("{}ms", d.as_millis());
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
+        .with_allow_http(settings.allow_http)
         .with_config(
             AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-            env("PAIL_S3_TIMEOUT", REQUEST_TIMEOUT),
+            millis(settings.timeout),
         )
         .with_config(
             AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-            env("PAIL_S3_CONNECT_TIMEOUT", CONNECT_TIMEOUT),
+            millis(settings.connect_timeout),
         );
-    let no_region_env = std::env::var_os("AWS_REGION").is_none()
-        && std::env::var_os("AWS_DEFAULT_REGION").is_none();
-    if let (true, Some(region)) = (no_region_env, sdk.region()) {
-        builder = builder.with_region(region.to_string());
+    if let Some(endpoint) = &settings.endpoint {
+        // Both keys, so the checked form is used whichever variable object_store read.
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_config(AmazonS3ConfigKey::S3Endpoint, endpoint);
     }
+    let region = match (&settings.region, sdk.region()) {
+        (Some(region), _) => region.clone(),
+        (None, Some(region)) => {
+            // From an AWS profile (~/.aws/config): checked like the variables.
+            check_region("the region of the AWS profile", region.as_ref())?;
+            builder = builder.with_region(region.to_string());
+            region.to_string()
+        }
+        (None, None) => "us-east-1".to_string(),
+    };
     if let Some(provider) = sdk.credentials_provider() {
         builder = builder.with_credentials(Arc::new(AwsConfigCredentials::new(provider)));
     }
-    let max_retries = match std::env::var("PAIL_S3_MAX_RETRIES") {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| invalid_url(url, &format!("PAIL_S3_MAX_RETRIES={v:?} is not a number")))?,
-        Err(_) => MAX_RETRIES,
-    };
     let retry = RetryConfig {
-        max_retries,
+        max_retries: settings.max_retries,
         retry_timeout: RETRY_TIMEOUT,
         ..RetryConfig::default()
     };
@@ -79,8 +88,13 @@ pub(super) async fn open(url: &str, rest: &str) -> Result<Store> {
         .with_retry(retry)
         .build()
         .map_err(|e| invalid_url(url, &e.to_string()))?;
+    let endpoint = settings
+        .endpoint
+        .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+    let s3: Arc<dyn ObjectStore> =
+        Arc::new(bucket::BucketCheck::new(Arc::new(s3), bucket, &endpoint));
     let inner: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
-        "" => Arc::new(s3),
+        "" => s3,
         p => Arc::new(PrefixStore::new(s3, p)),
     };
     Ok(Store::new(inner, true, url))
