@@ -99,6 +99,11 @@ pub struct AppendOptions {
     /// Give up at this instant: with no effect (`Timeout`), or `OutcomeUnknown` if an attempt
     /// may have landed. No store call outlives it.
     pub deadline: Option<Instant>,
+    /// Append only into this incarnation of the topic (its `TopicMeta::id`): a writer bound
+    /// to a topic, such as a [`crate::Producer`], fails with `UnknownTopic` once the topic was
+    /// deleted, even if one of the same name was created since. `None`: the topic the name
+    /// stands for now.
+    pub topic_id: Option<String>,
 }
 
 /// Where an append landed.
@@ -366,6 +371,11 @@ impl Pail {
         opts: AppendOptions,
     ) -> Result<Appended> {
         let meta = self.topic(topic).await?;
+        if opts.topic_id.as_ref().is_some_and(|id| *id != meta.id) {
+            return Err(Error::UnknownTopic {
+                topic: topic.to_string(),
+            });
+        }
         meta.check_partition(partition)?;
         check_batch(&meta, &records)?;
         self.inner.store.ensure_conditional_writes().await?;
@@ -405,9 +415,14 @@ impl Pail {
             deadline: opts.deadline,
             compression: meta.config.compression,
         };
-        let committed = append::commit(part, req)
-            .await
-            .map_err(|e| name_producer(e, producer_id))?;
+        let committed = match append::commit(part, req).await {
+            // The partition may still end in the previous incarnation's tombstone.
+            Err(Error::UnknownTopic { .. }) if self.reincarnate(&meta, partition).await? => {
+                append::commit(part, req).await
+            }
+            other => other,
+        }
+        .map_err(|e| name_producer(e, producer_id))?;
         Ok(match committed {
             Committed::New(tip) => appended(
                 partition,
@@ -420,6 +435,33 @@ impl Pail {
                 record_count,
             } => appended(partition, base_offset, record_count, true),
         })
+    }
+
+    /// Brings a partition that still ends in an older incarnation's tombstone into `meta`'s
+    /// incarnation, if `meta` is the topic's current one. True when the partition is ready for
+    /// `meta`'s writers; false when `meta` itself is gone (its writers must stop).
+    async fn reincarnate(&self, meta: &TopicMeta, partition: u32) -> Result<bool> {
+        let latest = match self.topic_latest(meta.name.as_str()).await {
+            Ok(latest) => latest,
+            Err(Error::UnknownTopic { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if latest.id != meta.id || meta.id.is_empty() {
+            return Ok(false);
+        }
+        let head = tip::latest(&self.part(&meta.name, partition)).await?;
+        let m = &head.tip.state;
+        if !m.deleted || m.topic_id == meta.id {
+            return Ok(false);
+        }
+        let edit = Edit::Maintain(crate::manifest::MaintainEdit::Reincarnate {
+            topic_id: meta.id.clone(),
+        });
+        match self.commit_control_on(meta, partition, edit, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == crate::error::ErrorKind::AlreadyExists => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// For a retry that knows where its first attempt started: that attempt's offsets, if it
@@ -450,6 +492,28 @@ impl Pail {
         deadline: Option<Instant>,
     ) -> Result<Tip> {
         let meta = self.topic(topic).await?;
+        self.commit_control_on(&meta, partition, edit, deadline)
+            .await
+    }
+
+    /// Commits a control edit on a partition of `meta`'s topic, whether or not the topic is
+    /// still live (a deleted topic's partitions get their tombstones this way).
+    pub(crate) async fn commit_control_unchecked(
+        &self,
+        meta: &TopicMeta,
+        partition: u32,
+        edit: Edit,
+    ) -> Result<Tip> {
+        self.commit_control_on(meta, partition, edit, None).await
+    }
+
+    async fn commit_control_on(
+        &self,
+        meta: &TopicMeta,
+        partition: u32,
+        edit: Edit,
+        deadline: Option<Instant>,
+    ) -> Result<Tip> {
         meta.check_partition(partition)?;
         self.inner.store.ensure_conditional_writes().await?;
         let digest = control_digest(&edit);
@@ -486,7 +550,11 @@ impl Pail {
     ) -> Result<Fetched> {
         let meta = self.topic(topic).await?;
         meta.check_partition(partition)?;
-        fetch::fetch(self.part(&meta.name, partition), from, limits).await
+        let part = Part {
+            incarnation: &meta.id,
+            ..self.part(&meta.name, partition)
+        };
+        fetch::fetch(part, from, limits).await
     }
 
     pub(crate) fn part<'a>(&'a self, topic: &'a TopicName, partition: u32) -> Part<'a> {
@@ -497,6 +565,7 @@ impl Pail {
             hedge: &self.inner.hedge,
             topic,
             partition,
+            incarnation: "",
         }
     }
 

@@ -42,6 +42,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod group;
+pub mod maintain;
 
 pub mod log;
 pub mod manifest;

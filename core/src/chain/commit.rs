@@ -110,6 +110,7 @@ where
                     // Built on a version maintenance had deleted: not in the chain. Withdraw
                     // it (nobody can have read it through the chain) and start over.
                     let _ = chain.store().delete(&key).await;
+                    chain.forget();
                     tip = writable(chain, attempts.bounded(tip::latest(chain)).await?)?;
                     confirmed = true;
                     continue;

@@ -129,6 +129,9 @@ pub trait Chain: Send + Sync {
     /// Offers a version to the cache; implementations keep the newer of the two.
     fn offer(&self, v: &Version<Self::State>);
 
+    /// Drops the cached tip: it was found to be gone from the store.
+    fn forget(&self);
+
     /// True when `v` is still in the store, as it was read (maintenance deletes old versions;
     /// a version that is gone may have been created again by a stale writer).
     async fn still_there(&self, v: &Version<Self::State>) -> Result<bool> {

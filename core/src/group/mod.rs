@@ -153,4 +153,8 @@ impl Chain for GroupChain<'_> {
         }
         cache.insert(self.group.clone(), v.clone(), 1);
     }
+
+    fn forget(&self) {
+        lock(self.cache).remove(self.group);
+    }
 }

@@ -33,6 +33,23 @@ const LOCATE_WINDOW_FIRST: u64 = 1000;
 /// Empty (control) versions skipped one by one before a listing is used instead.
 const CONTROL_SKIP_MAX: usize = 16;
 
+/// Every this many polls that find nothing past the cached tip, a reader checks that the tip
+/// itself is still there (1 GET): a tip deleted by maintenance (a reader idle across a
+/// retention or compaction pass) would otherwise make the end of the log look final forever.
+const STALE_CHECK_EVERY: u32 = 16;
+
+/// True when the reader's tip is due for a check and is gone from the store.
+async fn stale_tip(part: Part<'_>, tip: &Tip) -> Result<bool> {
+    if tip.is_genesis()
+        || !part
+            .caches
+            .note_empty_poll(part.topic, part.partition, STALE_CHECK_EVERY)
+    {
+        return Ok(false);
+    }
+    Ok(!part.still_there(tip).await?)
+}
+
 /// Where a fetch starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OffsetSpec {
@@ -145,10 +162,30 @@ async fn read_from(
             }
             match tip::successor(&part, &tip, ReadFor::Rows).await? {
                 Some(newer) => {
+                    part.caches.note_progress(part.topic, part.partition);
                     part.offer(&newer);
                     out.high_watermark = newer.state.next_offset;
                     tip = newer;
                     end_confirmed = false;
+                    continue;
+                }
+                None if stale_tip(part, &tip).await? => {
+                    // Maintenance deleted the version this reader stood on, so its successor
+                    // key no longer tells whether the log went on: find the tip again.
+                    part.forget();
+                    tip = tip::latest(&part).await?.tip;
+                    out.high_watermark = tip.state.next_offset;
+                    out.log_start_offset = tip.state.log_start_offset;
+                    end_confirmed = true;
+                    if out.next_offset < tip.state.log_start_offset {
+                        return Err(Error::OffsetOutOfRange {
+                            topic: part.topic.to_string(),
+                            partition: part.partition,
+                            offset: out.next_offset as i64,
+                            log_start: tip.state.log_start_offset,
+                            next: tip.state.next_offset,
+                        });
+                    }
                     continue;
                 }
                 None => return Ok(()),
@@ -211,6 +248,12 @@ async fn read_segment(
     limits: FetchLimits,
 ) -> Result<bool> {
     let m = &footer.manifest;
+    if !part.incarnation.is_empty() && !m.topic_id.is_empty() && m.topic_id != part.incarnation {
+        // The topic this reader knows was deleted and created again: its records end here.
+        return Err(Error::UnknownTopic {
+            topic: part.topic.to_string(),
+        });
+    }
     let first_row = out.next_offset - m.base_offset;
     let records_left = u64::from(limits.max_records) - out.records.len() as u64;
     let rows = rows_wanted(
@@ -254,11 +297,10 @@ async fn locate(part: Part<'_>, tip: &Tip, offset: u64) -> Result<(Path, Arc<Foo
     {
         return Ok(found);
     }
-    if let Some((base, version)) = part.caches.segment_for(part.topic, part.partition, offset) {
-        let key = keys::segment(part.topic, part.partition, base, version);
-        if let Some(found) = footer_holding(part, key, offset).await? {
-            return Ok(found);
-        }
+    if let Some(key) = part.caches.segment_for(part.topic, part.partition, offset)
+        && let Some(found) = footer_holding(part, key, offset).await?
+    {
+        return Ok(found);
     }
     locate_by_listing(part, tip, offset).await
 }
@@ -348,13 +390,16 @@ async fn list_segments_until(
     let metas = part
         .store
         .list_after_while(&part.dir(), after, |meta| {
-            keys::parse_segment(&meta.location).is_none_or(|(base, _)| base <= stop_after_base)
+            keys::parse_segment_object(&meta.location)
+                .is_none_or(|k| k.base_offset <= stop_after_base)
         })
         .await?;
     Ok(metas
         .into_iter()
         .filter_map(|meta| {
-            let (base_offset, version) = keys::parse_segment(&meta.location)?;
+            // Chain versions and merged segments alike: either may hold the offset.
+            let k = keys::parse_segment_object(&meta.location)?;
+            let (base_offset, version) = (k.base_offset, k.last_version);
             Some(Listed {
                 base_offset,
                 version,

@@ -45,8 +45,9 @@ pub const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Bytes charged per cached tip or index entry (keys, manifest, bookkeeping), for the bounds.
 const ENTRY_OVERHEAD_BYTES: usize = 256;
 
-/// One partition's data segments that a client has seen: base offset -> (version, next offset).
-type SegmentIndex = BTreeMap<u64, (u64, u64)>;
+/// One partition's data segments that a client has seen: base offset -> (key, next offset).
+/// The key is kept, not derived: a merged segment's key names a range, not one version.
+type SegmentIndex = BTreeMap<u64, (Path, u64)>;
 type PartitionKey = (TopicName, u32);
 
 impl Tip {
@@ -70,6 +71,8 @@ pub struct Caches {
     tips: Mutex<Lru<PartitionKey, Tip>>,
     footers: Mutex<Lru<Path, Arc<Footer>>>,
     index: Mutex<Lru<PartitionKey, SegmentIndex>>,
+    /// Polls in a row that found nothing past the cached tip, per partition.
+    empty_polls: Mutex<Lru<PartitionKey, u32>>,
 }
 
 /// Bounds on a client's caches. The defaults suit a long-lived server: about 100 MiB at most.
@@ -124,7 +127,22 @@ impl Caches {
             tips: Mutex::new(Lru::new(limits.tips, usize::MAX)),
             footers: Mutex::new(Lru::new(limits.footers, limits.footer_bytes)),
             index: Mutex::new(Lru::new(limits.indexed_partitions, usize::MAX)),
+            empty_polls: Mutex::new(Lru::new(limits.tips, usize::MAX)),
         }
+    }
+
+    /// Counts a poll that found nothing new; true on every `every`-th in a row.
+    pub fn note_empty_poll(&self, topic: &TopicName, partition: u32, every: u32) -> bool {
+        let key = (topic.clone(), partition);
+        let mut polls = lock(&self.empty_polls);
+        let n = polls.peek(&key).copied().unwrap_or(0) + 1;
+        polls.insert(key, n, 1);
+        n.is_multiple_of(every)
+    }
+
+    /// A poll found something new: the count starts over.
+    pub fn note_progress(&self, topic: &TopicName, partition: u32) {
+        lock(&self.empty_polls).remove(&(topic.clone(), partition));
     }
 
     pub fn tip(&self, topic: &TopicName, partition: u32) -> Option<Tip> {
@@ -172,7 +190,7 @@ impl Caches {
             let pk = (topic.clone(), m.partition);
             let mut index = lock(&self.index);
             let mut segments = index.remove(&pk).unwrap_or_default();
-            segments.insert(m.base_offset, (m.version, m.next_offset));
+            segments.insert(m.base_offset, (key.clone(), m.next_offset));
             while segments.len() > INDEX_ENTRIES_PER_PARTITION {
                 segments.pop_first();
             }
@@ -182,12 +200,12 @@ impl Caches {
         lock(&self.footers).insert(key.clone(), footer, weight);
     }
 
-    /// The known data segment holding `offset`: (base offset, version).
-    fn segment_for(&self, topic: &TopicName, partition: u32, offset: u64) -> Option<(u64, u64)> {
+    /// The key of the known data segment holding `offset`.
+    fn segment_for(&self, topic: &TopicName, partition: u32, offset: u64) -> Option<Path> {
         let index = lock(&self.index);
         let segments = index.peek(&(topic.clone(), partition))?;
-        let (&base, &(version, next)) = segments.range(..=offset).next_back()?;
-        (offset < next).then_some((base, version))
+        let (_, (key, next)) = segments.range(..=offset).next_back()?;
+        (offset < *next).then(|| key.clone())
     }
 }
 
@@ -200,6 +218,9 @@ pub struct Part<'a> {
     pub hedge: &'a hedge::Hedge,
     pub topic: &'a TopicName,
     pub partition: u32,
+    /// The topic id a reader knows (empty: any). Records of another incarnation of the topic
+    /// (deleted and created again) are never returned to it.
+    pub incarnation: &'a str,
 }
 
 impl Part<'_> {
@@ -238,10 +259,15 @@ impl Part<'_> {
     }
 
     fn check_placement(&self, key: &Path, m: &PartitionManifest) -> Result<()> {
-        let named = keys::parse_segment(key);
+        // A chain version names itself; a merged segment names its range.
+        let expected = keys::SegmentKey {
+            base_offset: m.base_offset,
+            first_version: m.merged_from.unwrap_or(m.version),
+            last_version: m.version,
+        };
         if m.topic != self.topic.as_str()
             || m.partition != self.partition
-            || named != Some((m.base_offset, m.version))
+            || keys::parse_segment_object(key) != Some(expected)
         {
             return Err(Error::corrupt(
                 key,
@@ -335,6 +361,10 @@ impl Chain for Part<'_> {
 
     fn offer(&self, v: &Tip) {
         self.caches.offer_tip(self.topic, self.partition, v);
+    }
+
+    fn forget(&self) {
+        self.caches.forget_tip(self.topic, self.partition);
     }
 
     async fn identify(&self, key: &Path) -> Result<Identity> {

@@ -49,13 +49,9 @@ pub enum MaintainEdit {
     },
     /// The originals of these compactions (named by their last version) were deleted.
     Cleaned { last_versions: Vec<u64> },
-    /// The topic was deleted: every record is dropped (`segments` objects, `bytes`) and
-    /// writes are refused until the topic is created again.
-    Tombstone {
-        segments: u64,
-        bytes: u64,
-        through_version: u64,
-    },
+    /// The topic was deleted: every record is dropped (with every live object) and writes are
+    /// refused until the topic is created again.
+    Tombstone,
     /// The topic was created again under a new id.
     Reincarnate { topic_id: String },
 }
@@ -148,17 +144,14 @@ pub(super) fn apply(
                 return Err(ApplyError::Stale("nothing left to clean".into()));
             }
         }
-        MaintainEdit::Tombstone {
-            segments,
-            bytes,
-            through_version,
-        } => {
+        MaintainEdit::Tombstone => {
             check_incarnation(prev, "")?;
             next.deleted = true;
             next.lease = None;
             next.log_start_offset = prev.next_offset;
-            drop_live(prev, next, *segments, *bytes, ctx)?;
-            next.compacted_through = prev.compacted_through.max(*through_version);
+            let live = prev.prior_segments + u64::from(!prev.is_genesis());
+            drop_live(prev, next, live, prev.prior_bytes + ctx.prev_size, ctx)?;
+            next.compacted_through = prev.version;
             next.superseded.clear();
         }
         MaintainEdit::Reincarnate { topic_id } => {

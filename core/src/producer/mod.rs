@@ -644,6 +644,7 @@ impl Worker {
             leader: self.claim,
             retry_from,
             deadline: Some(deadline),
+            topic_id: Some(self.core.topic.id.clone()),
             ..AppendOptions::default()
         };
         let result = pail.append_with(topic, self.partition, records, opts).await;

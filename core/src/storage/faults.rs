@@ -248,7 +248,7 @@ impl FaultyStore {
                 futures::future::pending().await
             }
             Some(Fault::Forbidden) => Err(object_store::Error::PermissionDenied {
-                path: key.to_string(),
+                path: String::new(),
                 source: "403 Forbidden (injected)".into(),
             }),
             // The writes that can land later are started by `lands_later`; anything else

@@ -19,7 +19,7 @@ pub mod metrics;
 mod s3;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -309,6 +309,27 @@ impl Store {
             .map_err(|e| Error::store("copy", from, e))
     }
 
+    /// Deletes `keys` (S3 deletes up to 1,000 in one request); missing ones are fine.
+    pub async fn delete_many(&self, keys: &[Path]) -> Result<()> {
+        let locations =
+            futures::stream::iter(keys.iter().cloned().map(Ok).collect::<Vec<_>>()).boxed();
+        let mut results = self.inner.delete_stream(locations);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => {}
+                Err(e) if object_missing(&e) => {}
+                Err(e) => {
+                    return Err(Error::store(
+                        "delete",
+                        keys.first().map_or("", |k| k.as_ref()),
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn delete(&self, key: &Path) -> Result<()> {
         match self.inner.delete(key).await {
             Ok(()) => Ok(()),
@@ -433,5 +454,9 @@ fn open_local(url: &str, path: &str, create: bool) -> Result<Store> {
         .map_err(|e| invalid_url(url, &format!("cannot resolve directory: {e}")))?;
     let fs = local::LocalStore::new(&abs).map_err(|e| invalid_url(url, &e.to_string()))?;
     fs.sweep();
-    Ok(Store::trusted(Arc::new(fs), true, abs.display().to_string()))
+    Ok(Store::trusted(
+        Arc::new(fs),
+        true,
+        abs.display().to_string(),
+    ))
 }

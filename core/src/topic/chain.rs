@@ -209,4 +209,8 @@ impl Chain for TopicChain<'_> {
         }
         cache.insert(self.name.clone(), v.clone(), 1);
     }
+
+    fn forget(&self) {
+        lock(self.cache).remove(self.name);
+    }
 }
