@@ -160,6 +160,65 @@ async fn linger_holds_the_first_record_exactly_its_linger() {
     );
 }
 
+/// A steady trickle (one 1 KiB record a millisecond, 1 MB/s) fills batches of about
+/// `linger_until_bytes` instead of committing every `linger_ms`: a few PUTs a second.
+#[tokio::test(start_paused = true)]
+async fn a_steady_trickle_lingers_until_its_batch_is_worth_a_put() {
+    let ts = TestStore::new(Backend::Memory).await.unwrap();
+    let name = topic(&ts, 1).await;
+    let producer = Producer::new(ts.client(), &name, ProducerConfig::default())
+        .await
+        .unwrap();
+    let record = || Record::from_value(vec![b'x'; 1024]);
+    let mut deliveries = Vec::new();
+    let start = tokio::time::Instant::now();
+    for _ in 0..2000 {
+        deliveries.push(producer.send(record(), Some(0)).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    let segments = ts.client().describe_topic(&name).await.unwrap().partitions[0].segments;
+    // 2 MB over ~2 s: at most one commit per 256 KiB (or per 250 ms), not one per 5 ms.
+    assert!(
+        segments <= 10,
+        "{segments} commits for 2,000 records in {elapsed:?}"
+    );
+    assert!(
+        segments >= 7,
+        "batches stop at about 256 KiB: {segments} commits"
+    );
+}
+
+/// A closed loop (one record in flight, the next sent on its acknowledgement) gets no extra
+/// wait: with nothing arriving, the batch goes after its first linger step.
+#[tokio::test(start_paused = true)]
+async fn a_closed_loop_is_not_slowed_by_the_lingering() {
+    let ts = TestStore::new(Backend::Memory).await.unwrap();
+    let name = topic(&ts, 1).await;
+    let producer = Producer::new(ts.client(), &name, ProducerConfig::default())
+        .await
+        .unwrap();
+    let linger = Duration::from_millis(ProducerConfig::default().linger_ms);
+    for i in 0..20 {
+        let sent = tokio::time::Instant::now();
+        producer
+            .send(value(i), Some(0))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        // The first step of the linger, and one more step to see that nothing arrived.
+        assert!(
+            sent.elapsed() <= linger * 2,
+            "record {i} waited {:?}",
+            sent.elapsed()
+        );
+    }
+}
+
 /// The segment create loses its answer or fails outright now and then; the producer retries
 /// each batch under its original sequence number, so nothing is appended twice.
 async fn retries_after_lost_answers_and_errors_deliver_each_record_once(b: Backend) {

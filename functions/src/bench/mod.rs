@@ -47,8 +47,15 @@ pub struct BenchArgs {
     /// Most payload bytes per commit.
     #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = crate::cli::values::whole_u64)]
     pub batch_bytes: u64,
-    #[arg(long, default_value_t = 5, value_parser = crate::cli::values::whole_u64)]
+    #[arg(long, default_value_t = ProducerConfig::default().linger_ms, value_parser = crate::cli::values::whole_u64)]
     pub linger_ms: u64,
+    /// How long a small batch may keep waiting while records keep arriving (at or below
+    /// --linger-ms: no extension).
+    #[arg(long, default_value_t = ProducerConfig::default().linger_max_ms, value_parser = crate::cli::values::whole_u64)]
+    pub linger_max_ms: u64,
+    /// A lingering batch stops waiting once it holds this many bytes.
+    #[arg(long, default_value_t = ProducerConfig::default().linger_until_bytes, value_parser = crate::cli::values::whole_u64)]
+    pub linger_until_bytes: u64,
     /// Independent writers (each its own client and producer, racing like separate processes).
     #[arg(long, default_value_t = 1, value_parser = crate::cli::values::whole_usize)]
     pub writers: usize,
@@ -340,6 +347,8 @@ async fn produce(
     let (metered_store, counts) = metered(store);
     let config = ProducerConfig {
         linger_ms: args.linger_ms,
+        linger_max_ms: args.linger_max_ms,
+        linger_until_bytes: args.linger_until_bytes,
         batch_bytes_max: args.batch_bytes,
         buffer_bytes_max: (args.batch_bytes * 4).max(64 << 20),
         ..ProducerConfig::default()

@@ -39,6 +39,14 @@ pub struct ProduceArgs {
     /// Wait up to this long for more records before committing a partition's batch.
     #[arg(long, value_name = "MS", default_value_t = ProducerConfig::default().linger_ms, value_parser = values::whole_u64)]
     pub linger_ms: u64,
+    /// While records keep arriving, a small batch waits on up to this long (in steps of
+    /// --linger-ms) to fill --linger-until-bytes: fewer PUTs on a steady trickle. Set it to
+    /// --linger-ms to turn that off.
+    #[arg(long, value_name = "MS", default_value_t = ProducerConfig::default().linger_max_ms, value_parser = values::whole_u64)]
+    pub linger_max_ms: u64,
+    /// A lingering batch stops waiting once it holds this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = ProducerConfig::default().linger_until_bytes, value_parser = values::whole_u64)]
+    pub linger_until_bytes: u64,
     /// Most records per commit.
     #[arg(long, value_name = "N", default_value_t = ProducerConfig::default().batch_records_max, value_parser = values::whole_usize)]
     pub batch_records: usize,
@@ -64,6 +72,8 @@ impl ProduceArgs {
     fn config(&self) -> ProducerConfig {
         ProducerConfig {
             linger_ms: self.linger_ms,
+            linger_max_ms: self.linger_max_ms,
+            linger_until_bytes: self.linger_until_bytes,
             batch_records_max: self.batch_records,
             batch_bytes_max: self.batch_bytes,
             buffer_bytes_max: self.buffer_bytes,
