@@ -18,6 +18,7 @@ use crate::log::append::{self, CommitRequest, Committed};
 use crate::log::fetch::{self, FetchLimits, Fetched, OffsetSpec};
 use crate::log::hedge::Hedge;
 use crate::log::retry::{self, RetryFrom};
+use crate::log::time::{self, TimeMatch};
 use crate::log::{CacheLimits, Caches, Part, Tip};
 use crate::manifest::{AppendEdit, Edit, IdempotencyKey, LeaderClaim, ProducerBatch};
 use crate::record::{self, Record};
@@ -555,6 +556,24 @@ impl Pail {
             ..self.part(&meta.name, partition)
         };
         fetch::fetch(part, from, limits).await
+    }
+
+    /// The first offset of one partition whose record's timestamp is at or after `ts_ms`
+    /// (Kafka's ListOffsets by timestamp; see `crate::log::time` for the exact definition),
+    /// or `None` when no record kept has one.
+    pub async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        ts_ms: i64,
+    ) -> Result<Option<TimeMatch>> {
+        let meta = self.topic(topic).await?;
+        meta.check_partition(partition)?;
+        let part = Part {
+            incarnation: &meta.id,
+            ..self.part(&meta.name, partition)
+        };
+        time::offset_for_time(part, ts_ms).await
     }
 
     pub(crate) fn part<'a>(&'a self, topic: &'a TopicName, partition: u32) -> Part<'a> {

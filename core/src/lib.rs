@@ -60,6 +60,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
 pub use log::fetch::{FetchLimits, Fetched, OffsetSpec};
 pub use log::retry::RetryFrom;
+pub use log::time::TimeMatch;
 pub use log::{CacheLimits, CacheSizes};
 pub use producer::{Delivered, Producer, ProducerConfig};
 pub use record::{Header, Record, StoredRecord};

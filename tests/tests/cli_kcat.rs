@@ -51,6 +51,36 @@ fn short_flags_and_offset_names_read_as_in_kcat() {
     }
 }
 
+/// `-o @TIME` starts each partition at its first record stamped at or after the time (ms or
+/// RFC 3339), as Kafka's lookup by time; a partition with nothing that recent starts at its end.
+#[test]
+fn at_time_starts_each_partition_at_its_first_record_at_or_after_it() {
+    let store = LocalStore::new();
+    let s = &store.url;
+    create(s, "t", 2);
+    // 2023-11-14T22:13:20Z is 1,700,000,000,000 ms. Partition 1's clock runs behind.
+    let records: String = [
+        (0, "a", 0),
+        (0, "b", 2000),
+        (0, "c", 1000),
+        (1, "x", -5000),
+        (1, "y", 1000),
+    ]
+    .iter()
+    .map(|(p, v, dt)| {
+        let ts = 1_700_000_000_000i64 + dt;
+        format!("{{\"partition\":{p},\"value\":\"{v}\",\"timestamp\":{ts}}}\n")
+    })
+    .collect();
+    pail_with_stdin(s, &["produce", "t", "--format", "json"], records).assert_ok();
+    let after = |at: &str| text(s, &["consume", "t", "-o", at, "-f", "%p:%s\\n"]);
+    // Offset 1 is the first at or after +1000 in partition 0 (c, later, is older than b).
+    assert_eq!(after("@1700000001000"), "0:b\n0:c\n1:y\n");
+    assert_eq!(after("@2023-11-14T22:13:20Z"), "0:a\n0:b\n0:c\n1:y\n");
+    assert_eq!(after("@2023-11-14T22:13:22.001Z"), "");
+    pail(s, &["consume", "t", "-o", "@noon"]).assert_one_error(2, &["RFC 3339"]);
+}
+
 #[test]
 fn minus_n_prints_the_last_n_records_of_each_partition() {
     let store = kcat_store();

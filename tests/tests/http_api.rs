@@ -248,6 +248,31 @@ async fn produce_then_fetch(b: Backend) {
     }
     let total: u64 = described.partitions.iter().map(|p| p.next_offset).sum();
     assert_eq!(total, 6);
+    assert!(listed["partitions"][3].get("for_time").is_none());
+
+    // Lookup by time answers what the core's lookup (checked against a brute-force scan in
+    // tests/time_lookup.rs) answers.
+    for at in [0, 1234, 1235] {
+        let by_time = api
+            .get(&format!("/v1/topics/t/offsets?timestamp={at}"))
+            .await
+            .ok(StatusCode::OK);
+        for p in 0..4u32 {
+            let core = api.state.pail.offset_for_time("t", p, at).await.unwrap();
+            let want = json!({"offset": core.map(|c| c.offset), "timestamp": core.map(|c| c.timestamp_ms)});
+            assert_eq!(
+                by_time["partitions"][p as usize]["for_time"], want,
+                "{at} p{p}"
+            );
+        }
+    }
+    let none = api
+        .get(&format!("/v1/topics/t/offsets?timestamp={}", i64::MAX))
+        .await
+        .ok(StatusCode::OK);
+    for p in none["partitions"].as_array().unwrap() {
+        assert_eq!(p["for_time"], json!({"offset": null, "timestamp": null}));
+    }
 }
 
 on_every_store!(produce_then_fetch);

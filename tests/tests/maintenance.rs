@@ -18,6 +18,7 @@ on_every_store!(
     retention_by_age_drops_exactly_the_expired_segments,
     retention_by_bytes_keeps_the_newest,
     compaction_keeps_every_record_and_offset_with_far_fewer_objects,
+    a_segment_that_fills_the_target_alone_does_not_stop_compaction,
     a_reader_during_compaction_sees_no_gap_or_duplicate,
     a_paused_writer_cannot_resurrect_deleted_segments,
     a_recreated_topic_never_takes_a_record_from_a_writer_of_the_old_one,
@@ -431,4 +432,33 @@ async fn settings_change_and_partitions_only_grow(b: Backend) {
     pail.append(&topic, 3, batch("new-partition", 1))
         .await
         .unwrap();
+}
+
+/// A batch as large as the target on its own, then small ones: the small ones are still merged
+/// (the large one joins the first run rather than blocking the compaction watermark).
+async fn a_segment_that_fills_the_target_alone_does_not_stop_compaction(b: Backend) {
+    let Some(ts) = TestStore::new(b).await else {
+        return;
+    };
+    let pail = ts.client();
+    let topic = setup(&ts, &pail, 1).await;
+    let settings = [("compact.target.records".to_string(), "8".to_string())];
+    pail.alter_topic(&topic, &settings, None).await.unwrap();
+    pail.append(&topic, 0, batch("large", 10)).await.unwrap();
+    for i in 0..30 {
+        pail.append(&topic, 0, batch(&format!("s{i}"), 1))
+            .await
+            .unwrap();
+    }
+    let before = values(&read_all(&ts.client(), &topic, 0).await);
+    let report = ts
+        .client()
+        .maintain(Some(&topic), now_grace())
+        .await
+        .unwrap();
+    let merged: u64 = report[0].merged.iter().map(|m| m.2).sum();
+    assert!(merged >= 24, "most segments merged: {report:?}");
+    assert_eq!(values(&read_all(&ts.client(), &topic, 0).await), before);
+    let d = ts.client().describe_topic(&topic).await.unwrap().partitions[0].clone();
+    assert_eq!(d.segments as usize, objects(&ts, &topic, 0).await, "{d:?}");
 }

@@ -289,7 +289,7 @@ fn rows_wanted(footer: &Footer, records_left: u64, bytes_left: u64) -> u64 {
 }
 
 /// The data segment holding `offset`, which must lie below the high watermark.
-async fn locate(part: Part<'_>, tip: &Tip, offset: u64) -> Result<(Path, Arc<Footer>)> {
+pub(crate) async fn locate(part: Part<'_>, tip: &Tip, offset: u64) -> Result<(Path, Arc<Footer>)> {
     let m = &tip.state;
     let in_tip = m.record_count > 0 && m.base_offset <= offset && offset < m.next_offset;
     if let (true, Some(key)) = (in_tip, part.key_of(m))

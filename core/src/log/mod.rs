@@ -16,6 +16,7 @@ pub mod append;
 pub mod fetch;
 pub mod hedge;
 pub mod retry;
+pub mod time;
 
 use async_trait::async_trait;
 use object_store::path::Path;

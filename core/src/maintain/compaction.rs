@@ -80,8 +80,9 @@ pub(super) async fn run(
 }
 
 /// The runs worth merging: chain versions after the compaction watermark and before the tip,
-/// contiguous, cut at the topic's targets; a last run that fills no target is merged only if
-/// it has at least `compact.min.segments` versions.
+/// contiguous, cut at the topic's targets (so a merged segment holds at most a target plus one
+/// segment); a last run that fills no target is merged only if it has at least
+/// `compact.min.segments` versions.
 fn runs(meta: &TopicMeta, tip: &PartitionManifest, inventory: &Inventory) -> Vec<Run> {
     let c = &meta.config;
     let candidates = contiguous_candidates(tip, inventory);
@@ -90,7 +91,11 @@ fn runs(meta: &TopicMeta, tip: &PartitionManifest, inventory: &Inventory) -> Vec
     for (i, (o, end)) in candidates.iter().enumerate() {
         bytes += o.size;
         records += end - o.seg.base_offset;
-        if bytes >= c.compact_target_bytes || records >= c.compact_target_records {
+        // A run needs two members: a segment that fills a target on its own joins the next
+        // one, because the compaction watermark only moves over versions merged in order (a
+        // lone segment skipped would stop every later merge).
+        let full = bytes >= c.compact_target_bytes || records >= c.compact_target_records;
+        if full && i > start {
             push_run(&mut runs, &candidates[start..=i]);
             (start, bytes, records) = (i + 1, 0, 0);
         }
@@ -151,11 +156,13 @@ async fn build(
     let mut records = Vec::new();
     let mut timestamps = Vec::new();
     let mut topic_id = String::new();
+    let mut running_max = i64::MIN;
     for o in &run.originals {
         let Some(footer) = part.footer(&o.key).await? else {
             return Ok(None);
         };
         topic_id.clone_from(&footer.manifest.topic_id);
+        running_max = running_max.max(footer.manifest.running_max_timestamp_ms);
         let rows = u64::from(footer.manifest.record_count);
         let read = match segment::read_rows(part.store, &o.key, &footer, 0, rows).await {
             Ok(read) => read,
@@ -184,7 +191,8 @@ async fn build(
             ),
         ));
     }
-    let manifest = merged_manifest(meta, part.partition, run, &timestamps, topic_id);
+    let manifest = merged_manifest(meta, part.partition, run, &timestamps, topic_id)
+        .with_running_max(running_max);
     let bytes = segment::encode_with(&records, &timestamps, &manifest, meta.config.compression)
         .map_err(Error::Encode)?;
     Ok(Some((manifest, bytes)))
@@ -216,6 +224,15 @@ fn merged_manifest(
         running_max_timestamp_ms: hi,
         merged_from: Some(run.first()),
         ..PartitionManifest::genesis(meta.name.as_str(), partition)
+    }
+}
+
+impl PartitionManifest {
+    /// Lookup by time needs the partition's running maximum, which covers the records before
+    /// the merged range too (with CreateTime an older record may carry a later timestamp).
+    fn with_running_max(mut self, earlier: i64) -> Self {
+        self.running_max_timestamp_ms = self.running_max_timestamp_ms.max(earlier);
+        self
     }
 }
 

@@ -361,6 +361,18 @@ pub struct PartitionOffsets {
     pub partition: u32,
     pub earliest: u64,
     pub latest: u64,
+    /// With `?timestamp=`: the first record at or after that time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub for_time: Option<OffsetForTime>,
+}
+
+/// The first record whose timestamp is at or after the time asked for (Kafka's ListOffsets by
+/// timestamp). Both fields are null when no record kept is that recent: a consumer starting
+/// there starts at `latest`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OffsetForTime {
+    pub offset: Option<u64>,
+    pub timestamp: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -369,30 +381,52 @@ pub struct OffsetsResponse {
     pub partitions: Vec<PartitionOffsets>,
 }
 
-/// List the earliest and latest offset of every partition.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OffsetsParams {
+    /// Also find, per partition, the first offset whose record's timestamp is at or after
+    /// this time (ms since the Unix epoch).
+    pub timestamp: Option<i64>,
+}
+
+/// List the earliest and latest offset of every partition, and optionally the first offset
+/// at or after a time.
 #[utoipa::path(get, path = "/v1/topics/{topic}/offsets", tag = "records",
-    params(("topic" = String, Path, description = "Topic name")),
+    params(("topic" = String, Path, description = "Topic name"), OffsetsParams),
     responses(
         (status = 200, description = "Offsets per partition", body = OffsetsResponse),
-        (status = 400, description = "Invalid topic name", body = ErrorBody),
+        (status = 400, description = "Invalid topic name or parameter", body = ErrorBody),
         (status = 404, description = "No such topic", body = ErrorBody),
         StoreErrors,
     ))]
 pub async fn offsets(
     State(state): State<AppState>,
     Path(topic): Path<String>,
+    Query(params): Query<OffsetsParams>,
 ) -> Result<Json<OffsetsResponse>, ApiError> {
     let d = state.pail.describe_topic(&topic).await?;
+    let mut partitions = Vec::with_capacity(d.partitions.len());
+    for p in &d.partitions {
+        let for_time = match params.timestamp {
+            Some(ts) => {
+                let found = state.pail.offset_for_time(&topic, p.partition, ts).await?;
+                Some(OffsetForTime {
+                    offset: found.map(|f| f.offset),
+                    timestamp: found.map(|f| f.timestamp_ms),
+                })
+            }
+            None => None,
+        };
+        partitions.push(PartitionOffsets {
+            partition: p.partition,
+            earliest: p.log_start_offset,
+            latest: p.next_offset,
+            for_time,
+        });
+    }
     Ok(Json(OffsetsResponse {
         topic: d.topic.to_string(),
-        partitions: d
-            .partitions
-            .iter()
-            .map(|p| PartitionOffsets {
-                partition: p.partition,
-                earliest: p.log_start_offset,
-                latest: p.next_offset,
-            })
-            .collect(),
+        partitions,
     }))
 }

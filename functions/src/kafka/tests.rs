@@ -344,3 +344,58 @@ async fn pipelined_requests_are_answered_in_order() {
     let _ = stop.send(());
     server.await.unwrap();
 }
+
+fn list_offsets(timestamp: i64) -> kafka_protocol::messages::ListOffsetsRequest {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let mut p = ListOffsetsPartition::default();
+    p.partition_index = 0;
+    p.timestamp = timestamp;
+    let mut t = ListOffsetsTopic::default();
+    t.name = KTopic(StrBytes::from_static_str("t"));
+    t.partitions = vec![p];
+    let mut r = kafka_protocol::messages::ListOffsetsRequest::default();
+    r.replica_id = kafka_protocol::messages::BrokerId(-1);
+    r.topics = vec![t];
+    r
+}
+
+/// (error, offset, timestamp) of partition 0 for a ListOffsets v7 by `timestamp`.
+async fn offset_by(b: &Arc<Broker>, timestamp: i64) -> (i16, i64, i64) {
+    let answer = call(b, ApiKey::ListOffsets, 7, &list_offsets(timestamp)).await;
+    let r: kafka_protocol::messages::ListOffsetsResponse = body(answer, 7);
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.offset, p.timestamp)
+}
+
+#[tokio::test]
+async fn list_offsets_by_time_finds_the_first_record_at_or_after_it() {
+    let b = broker().await;
+    // Timestamps 1000, 1001, 1002 at offsets 0-2, then 1000, 1001 at offsets 3-4.
+    for values in [&["a", "b", "c"][..], &["d", "e"][..]] {
+        let answer = call(&b, ApiKey::Produce, 9, &produce("t", 0, -1, batch(values))).await;
+        let r: ProduceResponse = body(answer, 9);
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code,
+            codes::NONE
+        );
+    }
+    assert_eq!(offset_by(&b, 0).await, (codes::NONE, 0, 1000));
+    assert_eq!(offset_by(&b, 1001).await, (codes::NONE, 1, 1001));
+    assert_eq!(offset_by(&b, 1002).await, (codes::NONE, 2, 1002));
+    assert_eq!(
+        offset_by(&b, 1003).await,
+        (codes::NONE, -1, -1),
+        "none that recent"
+    );
+    assert_eq!(
+        offset_by(&b, -3).await,
+        (codes::NONE, 2, 1002),
+        "max timestamp"
+    );
+    assert_eq!(offset_by(&b, -2).await, (codes::NONE, 0, -1), "earliest");
+    assert_eq!(offset_by(&b, -1).await, (codes::NONE, 5, -1), "latest");
+    assert_eq!(
+        offset_by(&b, -4).await.0,
+        codes::UNSUPPORTED_FOR_MESSAGE_FORMAT
+    );
+}

@@ -39,6 +39,7 @@ Examples:
   pail consume orders                           every record, partition by partition
   pail consume orders -p 0 -o 100 -c 10         ten records of partition 0 from offset 100
   pail consume orders -o -10 -K ': '            the last ten records of each partition, keyed
+  pail consume orders -o @2026-12-07T09:00:00Z  from the first record stamped 09:00 UTC or later
   pail consume orders -f '%p/%o %T %k=%s\\n'     partition/offset, timestamp, key=value
   pail consume orders --follow --format json    every record as JSON, then new ones as they come")]
 pub struct ConsumeArgs {
@@ -47,7 +48,8 @@ pub struct ConsumeArgs {
     #[arg(short = 'p', long, value_parser = values::partition)]
     pub partition: Option<u32>,
     /// Where to start in each partition read: beginning (or earliest), end (or latest), an
-    /// offset N, or -N for the last N records of each partition.
+    /// offset N, -N for the last N records of each partition, or @TIME (ms since the epoch or
+    /// RFC 3339) for each partition's first record stamped at or after TIME.
     ///
     /// An offset applies to every partition read (as in kcat). Without --follow, a partition
     /// that ends before N is reported as out of range after the others print (exit 1); with
@@ -177,10 +179,11 @@ pub async fn run(pail: &Pail, args: ConsumeArgs) -> anyhow::Result<()> {
         }
         None => (0..meta.config.partitions).collect(),
     };
-    let mut cursors: Vec<Cursor> = partitions
-        .into_iter()
-        .map(|p| Cursor::new(p, args.offset))
-        .collect();
+    let mut cursors = Vec::with_capacity(partitions.len());
+    for p in partitions {
+        let start = args.offset.at_time(pail, &args.topic, p).await?;
+        cursors.push(Cursor::new(p, start));
+    }
     let mut reader = Reader {
         pail,
         args: &args,
