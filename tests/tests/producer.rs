@@ -160,8 +160,9 @@ async fn linger_holds_the_first_record_exactly_its_linger() {
     );
 }
 
-/// A steady trickle (one 1 KiB record a millisecond, 1 MB/s) fills batches of about
-/// `linger_until_bytes` instead of committing every `linger_ms`: a few PUTs a second.
+/// A steady trickle (one 1 KiB record a millisecond, 1 MB/s) fills batches up to
+/// `linger_until_bytes` or `linger_max_ms` instead of committing every `linger_ms`: a few PUTs
+/// a second.
 #[tokio::test(start_paused = true)]
 async fn a_steady_trickle_lingers_until_its_batch_is_worth_a_put() {
     let ts = TestStore::new(Backend::Memory).await.unwrap();
@@ -181,15 +182,58 @@ async fn a_steady_trickle_lingers_until_its_batch_is_worth_a_put() {
     }
     let elapsed = start.elapsed();
     let segments = ts.client().describe_topic(&name).await.unwrap().partitions[0].segments;
-    // 2 MB over ~2 s: at most one commit per 256 KiB (or per 250 ms), not one per 5 ms.
+    // 2 MB over ~2 s: at most one commit per 512 KiB (or per 300 ms), not one per 5 ms.
     assert!(
         segments <= 10,
         "{segments} commits for 2,000 records in {elapsed:?}"
     );
     assert!(
         segments >= 7,
-        "batches stop at about 256 KiB: {segments} commits"
+        "batches stop at about 512 KiB or 300 ms: {segments} commits"
     );
+}
+
+/// The same trickle against S3's latencies (PUTs of ~30 ms median, on tokio's paused clock):
+/// records that queue while a commit is in flight must still linger on with the next batch,
+/// so commits carry about `linger_until_bytes` (not just what arrived during one PUT), and the
+/// oldest record of a batch is answered within `linger_max_ms` plus the commit.
+#[tokio::test(start_paused = true)]
+async fn a_trickle_on_s3_latencies_still_batches_to_the_target() {
+    use pail_core::storage::latency::{LatencyProfile, LatencyStore};
+    let store = pail_core::Store::memory().layered(|inner| {
+        Arc::new(LatencyStore::new(inner, LatencyProfile::S3_STANDARD, 1))
+            as Arc<dyn object_store::ObjectStore>
+    });
+    let pail = Pail::new(store);
+    let name = pail_tests::unique("trickle-");
+    pail.create_topic(&name, TopicConfig::new(1)).await.unwrap();
+    let producer = Producer::new(pail.clone(), &name, ProducerConfig::default())
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for _ in 0..4000 {
+        let sent = tokio::time::Instant::now();
+        let d = producer
+            .send(Record::from_value(vec![b'x'; 1024]), Some(0))
+            .await
+            .unwrap();
+        deliveries.push(tokio::spawn(async move {
+            d.await.unwrap();
+            sent.elapsed()
+        }));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut waits = Vec::new();
+    for d in deliveries {
+        waits.push(d.await.unwrap());
+    }
+    waits.sort();
+    let p99 = waits[waits.len() * 99 / 100];
+    let commits = pail.describe_topic(&name).await.unwrap().partitions[0].segments;
+    // 4 MB at 1 MB/s: about 13 commits (one per 300 ms), not one per PUT round trip (~60).
+    assert!(commits >= 10, "batches are bounded by linger_max_ms: {commits}");
+    assert!(commits <= 20, "{commits} commits for 4,000 records");
+    assert!(p99 < Duration::from_millis(500), "ack p99 {p99:?}");
 }
 
 /// A closed loop (one record in flight, the next sent on its acknowledgement) gets no extra
