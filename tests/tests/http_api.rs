@@ -70,6 +70,11 @@ impl Api {
         .await
     }
 
+    async fn delete(&self, uri: &str) -> Reply {
+        self.send(Request::delete(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
     async fn create(&self, name: &str, partitions: u32) {
         self.post(
             "/v1/topics",
@@ -1010,4 +1015,147 @@ async fn a_batch_over_many_partitions_lands_whole() {
     for p in &d.partitions {
         assert_eq!(p.next_offset, next[p.partition as usize]);
     }
+}
+
+/// Records a group poll returned, as (partition, offset, value).
+fn polled(reply: &Value) -> Vec<(u64, u64, String)> {
+    reply["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let v = r["value"].as_str().unwrap().to_string();
+            (
+                r["partition"].as_u64().unwrap(),
+                r["offset"].as_u64().unwrap(),
+                v,
+            )
+        })
+        .collect()
+}
+
+/// One member's HTTP session: its id, the generation it last saw, and its positions.
+struct Member {
+    base: String,
+    generation: Value,
+    positions: Value,
+}
+
+impl Member {
+    async fn join(api: &Api, group: &str) -> Member {
+        let joined = api
+            .post(
+                &format!("/v1/groups/{group}/members"),
+                json!({"topics": ["t"]}),
+            )
+            .await
+            .ok(StatusCode::OK);
+        let id = joined["member_id"].as_str().unwrap();
+        Member {
+            base: format!("/v1/groups/{group}/members/{id}"),
+            generation: joined["generation"].clone(),
+            positions: json!([]),
+        }
+    }
+
+    /// Polls, commits what it got, and returns the records and the partitions handed over.
+    async fn poll_and_commit(&mut self, api: &Api) -> (Vec<(u64, u64, String)>, Value) {
+        let body = json!({"generation": self.generation, "positions": self.positions,
+                          "auto_offset_reset": "earliest"});
+        let got = api
+            .post(&format!("{}/poll", self.base), body)
+            .await
+            .ok(StatusCode::OK);
+        self.generation = got["generation"].clone();
+        self.positions = got["positions"].clone();
+        let commit = json!({"generation": self.generation, "offsets": self.positions});
+        api.post(&format!("{}/offsets", self.base), commit)
+            .await
+            .ok(StatusCode::OK);
+        (polled(&got), got["revoked"].clone())
+    }
+}
+
+/// Two members over HTTP split four partitions: the second gets its half only once the first
+/// hands it over (on its next poll), from the offsets the first committed, and between them
+/// every record is read exactly once. Fenced and departed members get 409s.
+#[tokio::test]
+async fn group_members_over_http_split_the_partitions_and_read_each_record_once() {
+    let api = Api::on(&Store::memory());
+    api.create("t", 4).await;
+    let produce = |tag: &'static str| {
+        let records: Vec<Value> = (0..4)
+            .flat_map(|p| {
+                (0..3).map(move |i| json!({"value": format!("{tag}{p}-{i}"), "partition": p}))
+            })
+            .collect();
+        json!({"records": records})
+    };
+    api.post("/v1/topics/t/records", produce("a"))
+        .await
+        .ok(StatusCode::OK);
+    let mut seen = BTreeSet::new();
+    let mut a = Member::join(&api, "g").await;
+    let (got, _) = a.poll_and_commit(&api).await;
+    assert_eq!(got.len(), 12, "the only member reads every partition");
+    seen.extend(got);
+
+    let mut b = Member::join(&api, "g").await;
+    let (got, _) = b.poll_and_commit(&api).await;
+    assert!(
+        got.is_empty(),
+        "nothing until the first member hands over: {got:?}"
+    );
+    let (got, revoked) = a.poll_and_commit(&api).await;
+    assert!(got.is_empty());
+    assert_eq!(revoked.as_array().unwrap().len(), 2, "{revoked}");
+
+    api.post("/v1/topics/t/records", produce("b"))
+        .await
+        .ok(StatusCode::OK);
+    for m in [&mut a, &mut b] {
+        let (got, _) = m.poll_and_commit(&api).await;
+        assert_eq!(
+            got.len(),
+            6,
+            "each member reads its two partitions: {got:?}"
+        );
+        for r in got {
+            assert!(seen.insert(r.clone()), "read twice: {r:?}");
+        }
+    }
+    assert_eq!(seen.len(), 24);
+
+    // A commit for a partition the member does not own is fenced; so is a departed member.
+    let theirs = b.positions.clone();
+    api.post(
+        &format!("{}/offsets", a.base),
+        json!({"generation": a.generation, "offsets": theirs}),
+    )
+    .await
+    .error(409, "fenced", "");
+    let described = api.get("/v1/groups/g").await.ok(StatusCode::OK);
+    assert_eq!(
+        described["members"].as_array().unwrap().len(),
+        2,
+        "{described}"
+    );
+    assert!(
+        described["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["lag"] == 0)
+    );
+    assert_eq!(
+        api.get("/v1/groups").await.ok(StatusCode::OK),
+        json!({"groups": ["g"]})
+    );
+    assert_eq!(api.delete(&a.base).await.status, StatusCode::NO_CONTENT);
+    api.post(
+        &format!("{}/poll", a.base),
+        json!({"generation": a.generation}),
+    )
+    .await
+    .error(409, "fenced", "join again");
 }

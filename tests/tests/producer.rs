@@ -231,7 +231,10 @@ async fn a_trickle_on_s3_latencies_still_batches_to_the_target() {
     let p99 = waits[waits.len() * 99 / 100];
     let commits = pail.describe_topic(&name).await.unwrap().partitions[0].segments;
     // 4 MB at 1 MB/s: about 13 commits (one per 300 ms), not one per PUT round trip (~60).
-    assert!(commits >= 10, "batches are bounded by linger_max_ms: {commits}");
+    assert!(
+        commits >= 10,
+        "batches are bounded by linger_max_ms: {commits}"
+    );
     assert!(commits <= 20, "{commits} commits for 4,000 records");
     assert!(p99 < Duration::from_millis(500), "ack p99 {p99:?}");
 }

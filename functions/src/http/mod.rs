@@ -24,6 +24,7 @@
 pub mod auth;
 pub mod error;
 mod extract;
+pub mod groups;
 pub mod host;
 pub mod metrics;
 mod ops;
@@ -98,9 +99,7 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The routes behind authentication. Topic alter and delete (PATCH and DELETE on
-/// `/v1/topics/{topic}`), idempotency keys on produce, offsets by time and the consumer-group
-/// routes (`/v1/groups/...`) join here when the core supports them.
+/// The routes behind authentication.
 fn protected_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(topics::list, topics::create))
@@ -108,6 +107,12 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(records::produce))
         .routes(routes!(records::fetch))
         .routes(routes!(records::offsets))
+        .routes(routes!(groups::list))
+        .routes(routes!(groups::describe))
+        .routes(routes!(groups::join))
+        .routes(routes!(groups::poll))
+        .routes(routes!(groups::commit))
+        .routes(routes!(groups::leave))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }

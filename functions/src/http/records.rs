@@ -254,22 +254,7 @@ pub struct FetchParams {
 
 impl FetchParams {
     fn limits(&self) -> Result<FetchLimits, ApiError> {
-        let max_records = self.max_records.unwrap_or(FETCH_RECORDS_DEFAULT);
-        let max_bytes = self.max_bytes.unwrap_or(FETCH_BYTES_DEFAULT);
-        if !(1..=FETCH_RECORDS_MAX).contains(&max_records) {
-            return Err(ApiError::bad_request(format!(
-                "max_records must be 1 to {FETCH_RECORDS_MAX}, not {max_records}"
-            )));
-        }
-        if !(1..=FETCH_BYTES_MAX).contains(&max_bytes) {
-            return Err(ApiError::bad_request(format!(
-                "max_bytes must be 1 to {FETCH_BYTES_MAX}, not {max_bytes}"
-            )));
-        }
-        Ok(FetchLimits {
-            max_records,
-            max_bytes,
-        })
+        fetch_limits(self.max_records, self.max_bytes)
     }
 
     fn wait(&self) -> Result<Duration, ApiError> {
@@ -280,6 +265,29 @@ impl FetchParams {
             ))),
         }
     }
+}
+
+/// Checks a fetch's `max_records` and `max_bytes` (defaults when absent) against the limits.
+pub(super) fn fetch_limits(
+    max_records: Option<u32>,
+    max_bytes: Option<u64>,
+) -> Result<FetchLimits, ApiError> {
+    let max_records = max_records.unwrap_or(FETCH_RECORDS_DEFAULT);
+    let max_bytes = max_bytes.unwrap_or(FETCH_BYTES_DEFAULT);
+    if !(1..=FETCH_RECORDS_MAX).contains(&max_records) {
+        return Err(ApiError::bad_request(format!(
+            "max_records must be 1 to {FETCH_RECORDS_MAX}, not {max_records}"
+        )));
+    }
+    if !(1..=FETCH_BYTES_MAX).contains(&max_bytes) {
+        return Err(ApiError::bad_request(format!(
+            "max_bytes must be 1 to {FETCH_BYTES_MAX}, not {max_bytes}"
+        )));
+    }
+    Ok(FetchLimits {
+        max_records,
+        max_bytes,
+    })
 }
 
 /// Records from one partition, in offset order.
