@@ -1,5 +1,6 @@
 //! The pail binaries' shared code: the `pail` command line, the HTTP API (served locally by
-//! `pail serve` and on AWS Lambda by `pail-http`), and the JSON form of records both print.
+//! `pail serve` and on AWS Lambda by `pail-http`), event ingestion (`pail-ingest`), the
+//! scheduled maintenance function (`pail-maintain`), and the JSON form of records.
 //!
 //! Everything here is a thin layer over [`pail_core::Pail`]: parsing, printing and exit codes.
 //! Must never: talk to the store directly or re-implement a core rule.
@@ -7,5 +8,6 @@
 pub mod bench;
 pub mod cli;
 pub mod http;
+pub mod ingest;
 pub mod kafka;
 pub mod render;

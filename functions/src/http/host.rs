@@ -112,16 +112,37 @@ pub async fn run_lambda(store: &Store) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("lambda runtime failed: {e}"))
 }
 
+/// A function binary's `main`: logging set up, then `run`; a failure is one line on stderr and
+/// a failing exit code (Lambda reports it as an init error).
+pub async fn main_of(
+    name: &str,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> std::process::ExitCode {
+    init_logging();
+    match run.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The store every function runs on: `PAIL_STORE`.
+pub async fn store_from_env() -> anyhow::Result<Store> {
+    let url = std::env::var("PAIL_STORE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .context("PAIL_STORE is not set: name the store, as in s3://bucket/prefix")?;
+    Ok(Store::open(&url).await?)
+}
+
 /// The `pail-http` entry point: Lambda when `AWS_LAMBDA_RUNTIME_API` is set (lambda_http
 /// panics without the Lambda variables, so this is decided first), else a local server on
 /// `PAIL_LISTEN`. The store is `PAIL_STORE`.
 pub async fn run_from_env() -> anyhow::Result<()> {
     init_logging();
-    let url = std::env::var("PAIL_STORE")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .context("PAIL_STORE is not set: name the store, as in s3://bucket/prefix")?;
-    let store = Store::open(&url).await?;
+    let store = store_from_env().await?;
     if on_lambda() {
         return run_lambda(&store).await;
     }
