@@ -82,17 +82,19 @@ async fn wait_for_port(addr: &str) {
     panic!("nothing listens on {addr}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_produced_through_the_lambda_emulator_are_read_back_by_the_cli() {
-    let Some(cargo_lambda) = cargo_lambda() else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let store = work.path().join("store");
+/// The emulator serving `function`'s Runtime API on a free loopback port, and the built
+/// binary `bin` running as that function on `store` with `env`; both die with the guards.
+async fn under_emulator(
+    cargo_lambda: &str,
+    work: &std::path::Path,
+    function: &str,
+    bin: std::path::PathBuf,
+    env: &[(&str, &str)],
+) -> (String, Killed, Killed) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let mut emulator = Command::new(&cargo_lambda);
+    let mut emulator = Command::new(cargo_lambda);
     emulator
         .args(["lambda", "watch", "--only-lambda-apis"])
         .args([
@@ -101,22 +103,36 @@ async fn records_produced_through_the_lambda_emulator_are_read_back_by_the_cli()
             "--invoke-port",
             &port.to_string(),
         ])
-        .args(["--bin", FUNCTION, "--manifest-path", manifest])
-        .current_dir(work.path());
-    let _emulator = Killed::spawn(emulator, work.path().join("emulator.log"));
+        .args(["--bin", function, "--manifest-path", manifest])
+        .current_dir(work);
+    let emulator = Killed::spawn(emulator, work.join(format!("{function}-emulator.log")));
     wait_for_port(&addr).await;
-    let mut function = Command::new(pail_http_bin());
-    function
-        .env(
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("http://{addr}/.rt/{FUNCTION}"),
-        )
-        .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-        .env("PAIL_STORE", &store)
-        .env_remove("PAIL_TOKEN");
-    let _function = Killed::spawn(function, work.path().join("function.log"));
+    let mut cmd = Command::new(bin);
+    cmd.env(
+        "AWS_LAMBDA_RUNTIME_API",
+        format!("http://{addr}/.rt/{function}"),
+    )
+    .env("AWS_LAMBDA_FUNCTION_NAME", function)
+    .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+    .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+    .env_remove("PAIL_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let running = Killed::spawn(cmd, work.join(format!("{function}.log")));
+    (addr, emulator, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_produced_through_the_lambda_emulator_are_read_back_by_the_cli() {
+    let Some(cargo_lambda) = cargo_lambda() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let env = [("PAIL_STORE", store.to_str().unwrap())];
+    let (addr, _emulator, _function) =
+        under_emulator(&cargo_lambda, work.path(), FUNCTION, pail_http_bin(), &env).await;
     let url = |path: &str| format!("/lambda-url/{FUNCTION}{path}");
 
     let created = request(
@@ -196,4 +212,48 @@ async fn records_produced_through_the_lambda_emulator_are_read_back_by_the_cli()
             assert_eq!(got["headers"][0]["value"], headers[0]["value"]);
         }
     }
+}
+
+/// The ingestion function on the real runtime, invoked through the emulator's Invoke API with a
+/// recorded SQS batch: the answer names exactly the poison message, a redelivery appends
+/// nothing, and the CLI reads back the three good messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqs_batch_through_the_lambda_emulator_fails_only_its_poison_message() {
+    let Some(cargo_lambda) = cargo_lambda() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let s = store.to_str().unwrap();
+    let mut create = pail_cmd(s);
+    create.args(["topic", "create", "events", "--partitions", "4"]);
+    run_timed(create, None, Duration::from_secs(60)).assert_ok();
+    let bin = pail_http_bin().with_file_name("pail-ingest");
+    let env = [("PAIL_STORE", s), ("PAIL_INGEST_TOPIC", "events")];
+    let (addr, _emulator, _function) =
+        under_emulator(&cargo_lambda, work.path(), "pail-ingest", bin, &env).await;
+    let event = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/events/sqs-batch.json"
+    ))
+    .unwrap();
+    let invoke = "/2015-03-31/functions/pail-ingest/invocations";
+    for _ in 0..2 {
+        let reply = request(&addr, "POST", invoke, &[], Some(&event)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            reply.json(),
+            json!({"batchItemFailures": [{"itemIdentifier": "a1b2c3d4-0000-4000-8000-00000000poison"}]})
+        );
+    }
+    let mut cmd = pail_cmd(s);
+    cmd.args(["consume", "events", "--format", "json"]);
+    let out = run_timed(cmd, None, Duration::from_secs(60));
+    out.assert_ok();
+    assert_eq!(
+        out.stdout_text().lines().count(),
+        3,
+        "{}",
+        out.stdout_text()
+    );
 }
