@@ -249,6 +249,27 @@ def read_duckdb(store, topic):
     ]
 
 
+def check_offsets_for_times(bootstrap, topic, reference):
+    """kafka-python's offsets_for_times (ListOffsets by timestamp) against a scan of what pail
+    consume printed: per partition, the smallest offset stamped at or after T, or None."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False)
+    try:
+        stamps = sorted({r[5] for r in reference})
+        for t in [stamps[0] - 1, stamps[len(stamps) // 2], stamps[-1], stamps[-1] + 1]:
+            parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+            got = c.offsets_for_times({tp: t for tp in parts})
+            for tp in parts:
+                want = min((r[1] for r in reference if r[0] == tp.partition and r[5] >= t),
+                           default=None)
+                found = got.get(tp)
+                check((found.offset if found else None) == want,
+                      f"offsets_for_times({topic}/{tp.partition}, {t}): {found}, not {want}")
+    finally:
+        c.close()
+
+
 # --- comparing ----------------------------------------------------------------------------
 
 
@@ -339,6 +360,8 @@ def main():
                 want = kcat_view(reference) if name == "kcat" else reference
                 check(got == want, f"{name} and pail consume differ on {topic}: "
                       f"{first_difference(got, want)}")
+            if client == "kafka-python":
+                check_offsets_for_times(consume_via, topic, reference)
             got = canonical(read_duckdb(args.store, topic))
             check(got == reference, f"DuckDB and pail consume differ on {topic}: "
                   f"{first_difference(got, reference)}")
