@@ -61,13 +61,16 @@ impl Api {
     }
 
     async fn post(&self, uri: &str, body: Value) -> Reply {
-        self.send(
-            Request::post(uri)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap(),
-        )
-        .await
+        self.post_with(uri, body, &[]).await
+    }
+
+    async fn post_with(&self, uri: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
+        let mut req = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req.body(Body::from(body.to_string())).unwrap())
+            .await
     }
 
     async fn delete(&self, uri: &str) -> Reply {
@@ -1158,4 +1161,53 @@ async fn group_members_over_http_split_the_partitions_and_read_each_record_once(
     )
     .await
     .error(409, "fenced", "join again");
+}
+
+/// A produce retried with its Idempotency-Key, by the same server or a fresh one (a Lambda
+/// retry), gets the original offsets and appends nothing; the key with other records is
+/// refused; a malformed key is a 400.
+#[tokio::test]
+async fn a_produce_retried_with_its_idempotency_key_lands_once() {
+    let store = Store::memory();
+    let api = Api::on(&store);
+    api.create("t", 4).await;
+    let records =
+        json!({"records": [{"value": "u1"}, {"value": "u2"}, {"key": "k", "value": "v"}]});
+    let key = [("Idempotency-Key", "order-42")];
+    let first = api
+        .post_with("/v1/topics/t/records", records.clone(), &key)
+        .await
+        .ok(StatusCode::OK);
+    for again in [&api, &Api::on(&store)] {
+        let retried = again
+            .post_with("/v1/topics/t/records", records.clone(), &key)
+            .await
+            .ok(StatusCode::OK);
+        assert_eq!(retried, first);
+    }
+    let total: u64 = api
+        .state
+        .pail
+        .describe_topic("t")
+        .await
+        .unwrap()
+        .partitions
+        .iter()
+        .map(|p| p.next_offset)
+        .sum();
+    assert_eq!(total, 3, "appended once");
+    let other =
+        json!({"records": [{"value": "u1"}, {"value": "changed"}, {"key": "k", "value": "v"}]});
+    let refused = api.post_with("/v1/topics/t/records", other, &key).await;
+    assert!(refused.status.is_client_error(), "{}", refused.text());
+    let long = "k".repeat(257);
+    for bad in ["", long.as_str()] {
+        api.post_with(
+            "/v1/topics/t/records",
+            records.clone(),
+            &[("Idempotency-Key", bad)],
+        )
+        .await
+        .error(400, "bad_request", "Idempotency-Key");
+    }
 }

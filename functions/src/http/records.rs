@@ -12,10 +12,14 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::StreamExt;
+use pail_core::manifest::IDEMPOTENCY_KEY_MAX_BYTES;
 use pail_core::producer::partitioner::partition_for_key;
-use pail_core::{Appended, Error, FetchLimits, Fetched, Header, OffsetSpec, Record, TopicMeta};
+use pail_core::{
+    AppendOptions, Appended, Error, FetchLimits, Fetched, Header, OffsetSpec, Record, TopicMeta,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -98,7 +102,8 @@ pub struct ProduceResponse {
 
 /// Produce a batch of records to a topic.
 #[utoipa::path(post, path = "/v1/topics/{topic}/records", tag = "records",
-    params(("topic" = String, Path, description = "Topic name")),
+    params(("topic" = String, Path, description = "Topic name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "1 to 256 bytes: a retry of this request with the same key and records, from any client within 5 minutes, gets the original offsets and appends nothing")),
     request_body = ProduceRequest,
     responses(
         (status = 200, description = "Committed; partition and offset per record", body = ProduceResponse),
@@ -111,17 +116,23 @@ pub struct ProduceResponse {
 pub async fn produce(
     State(state): State<AppState>,
     Path(topic): Path<String>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<ProduceRequest>,
 ) -> Result<Json<ProduceResponse>, ApiError> {
     check_count(req.records.len())?;
+    let key = idempotency_key(&headers)?;
     let meta = state.pail.topic(&topic).await?;
-    let groups = place(&meta, req.records)?;
+    let groups = place(&meta, req.records, key.as_deref())?;
     let appends = groups.into_iter().map(|(partition, batch)| {
         let pail = state.pail.clone();
         let topic = topic.as_str();
+        let opts = AppendOptions {
+            idempotency_key: key.clone(),
+            ..AppendOptions::default()
+        };
         async move {
             let (positions, records): (Vec<usize>, Vec<Record>) = batch.into_iter().unzip();
-            let result = pail.append(topic, partition, records).await;
+            let result = pail.append_with(topic, partition, records, opts).await;
             (partition, positions, result)
         }
     });
@@ -131,6 +142,24 @@ pub async fn produce(
         .await;
     state.metrics.count_appends(&outcomes);
     Ok(Json(respond(outcomes)?))
+}
+
+/// The `Idempotency-Key` header, if any. Each partition's share of the request is appended
+/// under it (the key window is per partition, so one key serves every share).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_BYTES} bytes, not {}",
+            key.len()
+        )));
+    }
+    Ok(Some(key.to_string()))
 }
 
 fn check_count(n: usize) -> Result<(), ApiError> {
@@ -150,9 +179,19 @@ fn check_count(n: usize) -> Result<(), ApiError> {
 type Placed = BTreeMap<u32, Vec<(usize, Record)>>;
 
 /// Decodes every record and picks its partition, checking everything the commits would, so a
-/// bad record fails the request before any partition is written.
-fn place(meta: &TopicMeta, records: Vec<ProduceRecord>) -> Result<Placed, ApiError> {
-    let unkeyed = rand::random::<u32>() % meta.config.partitions;
+/// bad record fails the request before any partition is written. Unkeyed records go to one
+/// random partition, or, with an idempotency key, to the key's, so a retry lands where the
+/// first attempt did and its key window finds it.
+fn place(
+    meta: &TopicMeta,
+    records: Vec<ProduceRecord>,
+    idempotency_key: Option<&str>,
+) -> Result<Placed, ApiError> {
+    let n = meta.config.partitions;
+    let unkeyed = match idempotency_key {
+        Some(k) => partition_for_key(k.as_bytes(), n),
+        None => rand::random::<u32>() % n,
+    };
     let mut groups = Placed::new();
     for (i, r) in records.into_iter().enumerate() {
         let explicit = r.partition;
