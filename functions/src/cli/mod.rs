@@ -10,6 +10,7 @@
 //! pail [--store URL] serve [--listen ADDR]
 //! pail [--store URL] doctor [--topic T] [--format text|json] [--repair]
 //! pail [--store URL] kafka [--listen ADDR] [--advertise HOST:PORT] [--auto-create-partitions N]
+//! pail [--store URL] run-consumer -G GROUP --topic T --target URL [--dead-letter-topic D]
 //! pail completions bash|zsh|fish
 //! ```
 //!
@@ -21,6 +22,7 @@ mod completions;
 mod consume;
 mod doctor;
 mod produce;
+mod run_consumer;
 mod serve;
 mod topic;
 pub(crate) mod values;
@@ -76,6 +78,9 @@ Examples:
     Completions(completions::CompletionsArgs),
     /// Serve Kafka's wire protocol on this store (a stateless listener: run any number).
     Kafka(crate::kafka::KafkaArgs),
+    /// Consume a group and hand records in batches to an HTTP target, committing after it
+    /// succeeds (the consumer function).
+    RunConsumer(run_consumer::RunConsumerArgs),
 }
 
 /// Format of what a command prints (or, for produce, reads).
@@ -159,6 +164,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => crate::bench::run(&cli.store, args).await,
         Command::Completions(args) => completions::run(args),
         Command::Kafka(args) => crate::kafka::run(&cli.store, args).await,
+        Command::RunConsumer(args) => {
+            args.check()?;
+            run_consumer::run(&open(&cli.store, true).await?, args).await
+        }
     }
 }
 

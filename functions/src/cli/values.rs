@@ -35,6 +35,14 @@ pub fn whole_u64(s: &str) -> Result<u64, String> {
     unsigned(s, "a whole number (0 or more)")
 }
 
+/// A count that must be at least 1.
+pub fn positive_u32(s: &str) -> Result<u32, String> {
+    match unsigned::<u32>(s, "a whole number, 1 or more")? {
+        0 => Err("must be 1 or more, not 0".into()),
+        n => Ok(n),
+    }
+}
+
 /// Like [`whole_u64`], for settings held as `usize`.
 pub fn whole_usize(s: &str) -> Result<usize, String> {
     unsigned(s, "a whole number (0 or more)")

@@ -80,7 +80,8 @@ pub async fn serve(store: &Store, listen: SocketAddr, token: Option<Token>) -> a
         .context("server failed")
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -99,7 +100,7 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
+    tracing::info!("shutting down: finishing work in flight");
 }
 
 /// Runs the API as a Lambda function: one invocation per request, the same router and state

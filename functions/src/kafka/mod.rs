@@ -125,7 +125,7 @@ pub async fn run(store_url: &str, args: KafkaArgs) -> anyhow::Result<()> {
         broker.config.advertised_host,
         broker.config.advertised_port
     );
-    server::serve(listener, broker, shutdown_signal()).await;
+    server::serve(listener, broker, crate::http::host::shutdown_signal()).await;
     Ok(())
 }
 
@@ -138,25 +138,4 @@ fn init_logging() {
         .with_target(false)
         .with_ansi(false)
         .try_init();
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
