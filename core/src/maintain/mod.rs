@@ -220,7 +220,9 @@ impl Pail {
             let doomed = inventory.below_version(tip.number());
             delete(self, &doomed, MaintainOptions::default(), &mut report).await?;
         }
-        Ok(())
+        // The table view goes with the topic: one created again under the name starts a new
+        // table at version 0 instead of inheriting a log that names deleted files.
+        delta::delete_log(self, &meta.name).await
     }
 }
 

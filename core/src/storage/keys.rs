@@ -25,8 +25,9 @@
 //! reads exactly the segments.
 //!
 //! Topic and partition lead the key, so one topic's segments are one glob
-//! (`topics/orders/*/*.parquet`), the `partition=N` folder reads as a Hive partition column, and
-//! S3 spreads request load over per-partition prefixes. Segment names sort by base offset, then
+//! (`topics/orders/partition=*/*.parquet`: not `*/*.parquet`, which also matches the Delta
+//! checkpoints in `_delta_log/`), the `partition=N` folder reads as a Hive partition column,
+//! and S3 spreads request load over per-partition prefixes. Segment names sort by base offset, then
 //! by version; both only grow along the chain, so a listing's key order is commit order.
 
 use object_store::path::Path;

@@ -84,7 +84,11 @@ pub fn meta_data(id: &str, topic: &str, created_ms: i64) -> MetaData {
         },
         schema_string: schema_string(),
         partition_columns: vec![PARTITION_COLUMN.to_string()],
-        configuration: BTreeMap::new(),
+        // Informational: pail writes the checkpoints itself, every this many versions.
+        configuration: BTreeMap::from([(
+            "delta.checkpointInterval".to_string(),
+            super::CHECKPOINT_INTERVAL.to_string(),
+        )]),
         created_time: Some(created_ms),
     }
 }

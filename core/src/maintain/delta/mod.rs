@@ -267,6 +267,19 @@ pub(super) async fn load(pail: &Pail, meta: &TopicMeta) -> Result<TableState> {
     log.load().await
 }
 
+/// Deletes a topic's whole Delta log (topic deletion).
+pub(super) async fn delete_log(pail: &Pail, topic: &TopicName) -> Result<()> {
+    let metas = pail
+        .store()
+        .list_after(&keys::delta_log(topic), None)
+        .await?;
+    let doomed: Vec<Path> = metas.into_iter().map(|m| m.location).collect();
+    for chunk in doomed.chunks(super::DELETE_CHUNK) {
+        pail.store().delete_many(chunk).await?;
+    }
+    Ok(())
+}
+
 /// Brings the table of `meta` up to the committed tips of `partitions` (the others are left as
 /// the table has them), creating it at version 0 if needed; returns the table after the sync.
 pub(super) async fn sync(pail: &Pail, meta: &TopicMeta, partitions: &[u32]) -> Result<TableState> {

@@ -397,3 +397,27 @@ fn spans_skip_empty_objects_and_refuse_a_gap() {
     assert!(spans(&[object(0, 1, 1), object(10, 5, 5)], &tip).is_none());
     assert!(spans(&live[..2], &tip).is_none(), "must reach the tip");
 }
+
+#[tokio::test]
+async fn deleting_the_topic_deletes_its_table_and_a_new_one_starts_at_version_0() {
+    let (store, clock) = (Store::memory(), ManualClock::new(T0));
+    let pail = client(&store, &clock);
+    let t = topic(&pail, 1, |_| {}).await;
+    append(&pail, 0, 3).await;
+    pail.maintain(Some("orders"), no_grace()).await.unwrap();
+    append(&pail, 0, 3).await;
+    pail.maintain(Some("orders"), no_grace()).await.unwrap();
+    assert!(has_commit(&store, &t, 1).await);
+    pail.delete_topic("orders").await.unwrap();
+    let left = store.list_after(&keys::delta_log(&t), None).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    pail.create_topic("orders", TopicConfig::new(1))
+        .await
+        .unwrap();
+    append(&pail, 0, 2).await;
+    let report = pail.maintain(Some("orders"), no_grace()).await.unwrap();
+    assert_eq!(report[0].delta_version, Some(0));
+    // Offsets continue across re-creation (never reused); the table holds only the new ones.
+    let state = replayed(&store, &t).await;
+    assert_eq!(covered(&state, 0), [(6, 7)]);
+}
