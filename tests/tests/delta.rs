@@ -1,6 +1,7 @@
 //! The Delta Lake view of a topic (issue 12): after each maintenance pass, the `deltalake`
 //! Python package and polars read exactly the records `pail consume` prints up to that pass's
-//! sync, before and after compaction, after retention, and from a checkpoint.
+//! sync, before, during (grace period) and after compaction, after retention, and from a
+//! checkpoint.
 //! `tests/python/check_delta.py` does the reading and comparing.
 //!
 //! Needs a Python with tests/requirements.txt installed, named by `PAIL_PYTHON` (see
@@ -9,7 +10,8 @@
 
 use bytes::Bytes;
 use pail_core::maintain::MaintainOptions;
-use pail_core::{Header, ManualClock, Pail, PailOptions, Record, TopicConfig};
+use pail_core::storage::keys;
+use pail_core::{Header, ManualClock, Pail, PailOptions, Record, TopicConfig, TopicName};
 use pail_tests::{Backend, TestStore, pail_bin, python, run_timed};
 use std::path::Path;
 use std::process::Command;
@@ -19,6 +21,18 @@ use std::time::Duration;
 const TOPIC: &str = "orders";
 const PARTITIONS: u32 = 3;
 const CHECK: Duration = Duration::from_secs(300);
+const GRACE_MS: i64 = 600_000;
+
+/// Segment objects in the topic's partition folders.
+async fn segment_objects(ts: &TestStore) -> usize {
+    let topic = TopicName::new(TOPIC).unwrap();
+    let mut n = 0;
+    for p in 0..PARTITIONS {
+        let dir = keys::partition_dir(&topic, p);
+        n += ts.store.list_after(&dir, None).await.unwrap().len();
+    }
+    n
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_delta_view_reads_exactly_the_synced_records() {
@@ -65,8 +79,12 @@ struct View {
 impl View {
     /// One maintenance pass, then each partition's next offset (what the sync brought in).
     async fn maintain(&self) -> (String, u64) {
+        self.maintain_with(0).await
+    }
+
+    async fn maintain_with(&self, grace_ms: i64) -> (String, u64) {
         let opts = MaintainOptions {
-            grace_ms: 0,
+            grace_ms,
             ..MaintainOptions::default()
         };
         let reports = self.pail.maintain(Some(TOPIC), opts).await.unwrap();
@@ -138,7 +156,16 @@ async fn delta_view(b: Backend) {
     v.append(6, 9).await;
     v.check(&until, 0, false).await;
     // Five segments per partition now: merged, the originals removed in the same commit.
-    let (until, version) = v.maintain().await;
+    // During the grace period the originals are still in the store but not in the table.
+    let (until, version) = v.maintain_with(GRACE_MS).await;
+    v.check(&until, version, false).await;
+    let objects = segment_objects(&ts).await;
+    v.clock.advance_ms(GRACE_MS);
+    let (until, version) = v.maintain_with(GRACE_MS).await;
+    assert!(
+        segment_objects(&ts).await < objects,
+        "the originals were deleted"
+    );
     v.check(&until, version, false).await;
     // Everything so far expires; only the fresh batches stay.
     let setting = [("retention.ms".to_string(), "60000".to_string())];
