@@ -421,3 +421,46 @@ async fn deleting_the_topic_deletes_its_table_and_a_new_one_starts_at_version_0(
     let state = replayed(&store, &t).await;
     assert_eq!(covered(&state, 0), [(6, 7)]);
 }
+
+/// The requests of one sync of a 4-partition topic from a fresh client, with one new segment
+/// per partition, and with nothing new (architecture.md section 13 states these).
+#[tokio::test]
+async fn a_sync_costs_a_bounded_number_of_requests() {
+    use crate::storage::metrics::{MeteredStore, RequestCounts};
+    use object_store::ObjectStore;
+    let counts = Arc::new(RequestCounts::default());
+    let c = Arc::clone(&counts);
+    let store = Store::memory()
+        .layered(move |inner| Arc::new(MeteredStore::new(inner, c)) as Arc<dyn ObjectStore>);
+    let clock = ManualClock::new(T0);
+    let pail = client(&store, &clock);
+    topic(&pail, 4, |_| {}).await;
+    for p in 0..4 {
+        append(&pail, p, 3).await;
+    }
+    let meta = pail.topic_latest("orders").await.unwrap();
+    sync(&pail, &meta, &[0, 1, 2, 3]).await.unwrap();
+    for p in 0..4 {
+        append(&pail, p, 3).await;
+    }
+    let cold = client(&store, &clock);
+    let before = counts.snapshot();
+    let state = sync(&cold, &meta, &[0, 1, 2, 3]).await.unwrap();
+    let new = counts.snapshot().since(&before);
+    assert_eq!(state.version, Some(1));
+    let before = counts.snapshot();
+    sync(&cold, &meta, &[0, 1, 2, 3]).await.unwrap();
+    let idle = counts.snapshot().since(&before);
+    eprintln!("sync with 4 new files: {new:?}; sync with none: {idle:?}");
+    assert_eq!(
+        (new.puts, idle.puts),
+        (1, 0),
+        "one commit, none when nothing changed"
+    );
+    // The log once; per partition its folder, and a cold client's tip lookup.
+    assert!(new.lists <= 1 + 2 * 4, "{new:?}");
+    assert_eq!(idle.lists, 1 + 4, "{idle:?}");
+    // _last_checkpoint and the commits, each tip, the footer of each new file.
+    assert!(new.gets <= 2 + 4 * 2 + 4, "{new:?}");
+    assert!(idle.gets <= 3 + 4, "{idle:?}");
+}
