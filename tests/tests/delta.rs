@@ -77,6 +77,13 @@ struct View {
 }
 
 impl View {
+    fn options(&self) -> PailOptions {
+        PailOptions {
+            clock: Arc::new(self.clock.clone()),
+            ..PailOptions::default()
+        }
+    }
+
     /// One maintenance pass, then each partition's next offset (what the sync brought in).
     async fn maintain(&self) -> (String, u64) {
         self.maintain_with(0).await
@@ -174,10 +181,25 @@ async fn delta_view(b: Backend) {
     v.append(3, 15).await;
     let (until, version) = v.maintain().await;
     v.check(&until, version, false).await;
+    // Three passes at once from separate clients: one table, no file twice, none missing.
+    v.append(6, 18).await;
+    let passes: Vec<_> = (0..3)
+        .map(|_| {
+            let pail = Pail::with_options(ts.store.clone(), v.options());
+            tokio::spawn(
+                async move { pail.maintain(Some(TOPIC), MaintainOptions::default()).await },
+            )
+        })
+        .collect();
+    for p in passes {
+        p.await.unwrap().unwrap();
+    }
+    let (until, version) = v.maintain().await;
+    v.check(&until, version, false).await;
     // Enough syncs for a checkpoint: deltalake starts from it.
     let mut last = (until, version);
     for round in 0..10 {
-        v.append(1, 18 + round).await;
+        v.append(1, 24 + round).await;
         last = v.maintain().await;
     }
     assert!(last.1 >= 10, "version {}", last.1);

@@ -464,3 +464,19 @@ async fn a_sync_costs_a_bounded_number_of_requests() {
     assert!(new.gets <= 2 + 4 * 2 + 4, "{new:?}");
     assert!(idle.gets <= 3 + 4, "{idle:?}");
 }
+
+#[tokio::test]
+async fn a_partition_never_written_is_no_obstacle() {
+    let (store, clock) = (Store::memory(), ManualClock::new(T0));
+    let pail = client(&store, &clock);
+    let t = topic(&pail, 3, |_| {}).await;
+    append(&pail, 1, 2).await;
+    let report = pail.maintain(Some("orders"), no_grace()).await.unwrap();
+    assert!(
+        report.iter().all(|r| r.delta_version == Some(0)),
+        "{report:?}"
+    );
+    let state = replayed(&store, &t).await;
+    assert_eq!(covered(&state, 1), [(0, 1)]);
+    assert!(covered(&state, 0).is_empty() && covered(&state, 2).is_empty());
+}
