@@ -13,7 +13,8 @@ AWS_ENDPOINT_URL name the server). The table at STORE/topics/T is read two ways:
 and both must hold exactly the (partition, offset, timestamp ms, key, value, headers) rows that
 `pail consume T --format json` prints with an offset below the partition's N in --until (the
 next offset of each partition at the last sync: records committed after it are not in the
-table yet). With --version the table must be at that version; with --checkpoint its
+table yet). Filters on offset and timestamp through polars' lazy scan (which prunes files by
+their stats) must return exactly the matching records. With --version the table must be at that version; with --checkpoint its
 _last_checkpoint must name a checkpoint, which deltalake then loads from.
 
 Exit 0 with one summary line on stdout when everything agrees; exit 1 with one line on stderr
@@ -134,6 +135,29 @@ def rows_from_polars(path, options):
     return sorted(rows)
 
 
+def filtered_reads(path, options, want):
+    """Filters on offset and timestamp (which the files' stats let readers prune by) return
+    exactly the matching records: wrong stats would drop files."""
+    import datetime
+    import polars as pl
+
+    if not want:
+        return
+    mid_offset = sorted(r[1] for r in want)[len(want) // 2]
+    mid_ts = sorted(r[2] for r in want)[len(want) // 2]
+    at = datetime.datetime.fromtimestamp(mid_ts / 1000, tz=datetime.timezone.utc)
+    lazy = pl.scan_delta(path, storage_options=options)
+    for name, expr, keep in [
+        (f"offset >= {mid_offset}", pl.col("offset") >= mid_offset, lambda r: r[1] >= mid_offset),
+        (f"timestamp >= {at}", pl.col("timestamp") >= at, lambda r: r[2] >= mid_ts),
+        (f"timestamp < {at}", pl.col("timestamp") < at, lambda r: r[2] < mid_ts),
+    ]:
+        got = lazy.filter(expr).select("partition", "offset").collect()
+        got = sorted(zip(got["partition"].to_list(), got["offset"].to_list()))
+        expected = sorted((r[0], r[1]) for r in want if keep(r))
+        check(got == expected, f"polars filter {name}: {len(got)} rows, expected {len(expected)}")
+
+
 def same_rows(want, want_name, got, got_name):
     if want == got:
         return
@@ -210,6 +234,7 @@ def main():
         same_rows(want, "pail consume", from_deltalake, "deltalake")
         from_polars = rows_from_polars(path, options)
         same_rows(want, "pail consume", from_polars, "polars")
+        filtered_reads(path, options, want)
         if args.version is not None:
             check(dt.version() == args.version, f"table version {dt.version()}, expected {args.version}")
         if args.checkpoint:
