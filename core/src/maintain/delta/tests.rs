@@ -480,3 +480,25 @@ async fn a_partition_never_written_is_no_obstacle() {
     assert_eq!(covered(&state, 1), [(0, 1)]);
     assert!(covered(&state, 0).is_empty() && covered(&state, 2).is_empty());
 }
+
+#[tokio::test]
+async fn doctor_finds_nothing_wrong_with_the_table_or_config_folders() {
+    let (store, clock) = (Store::memory(), ManualClock::new(T0));
+    let pail = client(&store, &clock);
+    let t = topic(&pail, 1, |_| {}).await;
+    for _ in 0..11 {
+        append(&pail, 0, 1).await;
+        pail.maintain(Some("orders"), no_grace()).await.unwrap();
+    }
+    assert!(
+        store
+            .head(&keys::delta_checkpoint(&t, 10))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let setting = [("retention.ms".to_string(), "86400000".to_string())];
+    pail.alter_topic("orders", &setting, None).await.unwrap();
+    let report = pail.doctor(Some("orders")).await.unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
