@@ -52,6 +52,22 @@ async fn has_commit(store: &Store, t: &TopicName, v: u64) -> bool {
         .is_some()
 }
 
+/// `rounds` passes, each after one more segment (partitions in turn): one version each.
+async fn sync_rounds(pail: &Pail, partitions: u32, rounds: u32) {
+    for i in 0..rounds {
+        append(pail, i % partitions, 1).await;
+        pail.maintain(Some("orders"), no_grace()).await.unwrap();
+    }
+}
+
+async fn has_checkpoint(store: &Store, t: &TopicName, v: u64) -> bool {
+    store
+        .head(&keys::delta_checkpoint(t, v))
+        .await
+        .unwrap()
+        .is_some()
+}
+
 /// The table replayed from its JSON commits alone (no checkpoint).
 async fn replayed(store: &Store, t: &TopicName) -> TableState {
     let mut state = TableState::default();
@@ -330,17 +346,8 @@ async fn checkpoints_every_ten_versions_hold_what_replay_holds() {
     let (store, clock) = (Store::memory(), ManualClock::new(T0));
     let pail = client(&store, &clock);
     let t = topic(&pail, 2, |_| {}).await;
-    for i in 0..12 {
-        append(&pail, i % 2, 1).await;
-        pail.maintain(Some("orders"), no_grace()).await.unwrap();
-    }
-    assert!(
-        store
-            .head(&keys::delta_checkpoint(&t, 10))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    sync_rounds(&pail, 2, 12).await;
+    assert!(has_checkpoint(&store, &t, 10).await);
     let hint = store
         .get(&keys::delta_last_checkpoint(&t))
         .await
@@ -486,17 +493,8 @@ async fn doctor_finds_nothing_wrong_with_the_table_or_config_folders() {
     let (store, clock) = (Store::memory(), ManualClock::new(T0));
     let pail = client(&store, &clock);
     let t = topic(&pail, 1, |_| {}).await;
-    for _ in 0..11 {
-        append(&pail, 0, 1).await;
-        pail.maintain(Some("orders"), no_grace()).await.unwrap();
-    }
-    assert!(
-        store
-            .head(&keys::delta_checkpoint(&t, 10))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    sync_rounds(&pail, 1, 11).await;
+    assert!(has_checkpoint(&store, &t, 10).await);
     let setting = [("retention.ms".to_string(), "86400000".to_string())];
     pail.alter_topic("orders", &setting, None).await.unwrap();
     let report = pail.doctor(Some("orders")).await.unwrap();
