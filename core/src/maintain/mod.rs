@@ -83,6 +83,9 @@ pub struct PartitionReport {
     /// The topic's Delta table version after the pass's sync (`None`: no table yet).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta_version: Option<u64>,
+    /// Why the Delta table could not be synced (a damaged log): the topic's deletes wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_error: Option<String>,
 }
 
 impl Pail {
@@ -126,9 +129,21 @@ impl Pail {
             .map(|r| r.partition)
             .collect();
         let table = if opts.dry_run {
-            delta::load(self, meta).await?
+            delta::load(self, meta).await
         } else {
-            delta::sync(self, meta, &synced).await?
+            delta::sync(self, meta, &synced).await
+        };
+        let table = match table {
+            Ok(table) => table,
+            // A damaged log stays this topic's problem: its deletes wait (what the table names
+            // is unknown), other topics carry on.
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                for report in &mut reports {
+                    report.delta_error = Some(e.to_string());
+                }
+                return Ok(reports);
+            }
+            Err(e) => return Err(e),
         };
         let named = table.object_keys(&meta.name);
         for report in &mut reports {

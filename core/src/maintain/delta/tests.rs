@@ -500,3 +500,49 @@ async fn doctor_finds_nothing_wrong_with_the_table_or_config_folders() {
     let report = pail.doctor(Some("orders")).await.unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
+
+#[tokio::test]
+async fn a_damaged_log_is_reported_and_holds_back_only_its_topics_deletes() {
+    let (store, clock) = (Store::memory(), ManualClock::new(T0));
+    let pail = client(&store, &clock);
+    let t = topic(&pail, 1, |c| c.retention_ms = Some(1_000)).await;
+    pail.create_topic("other", TopicConfig::new(1))
+        .await
+        .unwrap();
+    pail.append("other", 0, vec![Record::from_value("x")])
+        .await
+        .unwrap();
+    append(&pail, 0, 2).await;
+    let damaged = Bytes::from_static(b"{not json\n");
+    store
+        .create(&keys::delta_commit(&t, 0), damaged)
+        .await
+        .unwrap();
+    clock.advance_ms(10_000);
+    let reports = pail.maintain(None, no_grace()).await.unwrap();
+    let orders: Vec<_> = reports.iter().filter(|r| r.topic == "orders").collect();
+    let other: Vec<_> = reports.iter().filter(|r| r.topic == "other").collect();
+    assert!(
+        orders[0]
+            .delta_error
+            .as_deref()
+            .is_some_and(|e| e.contains("_delta_log"))
+    );
+    assert_eq!(orders[0].dropped_segments, 1, "retention still committed");
+    assert_eq!(
+        orders[0].deleted_objects, 0,
+        "deletes wait for a readable table"
+    );
+    assert_eq!(
+        (other[0].delta_version, &other[0].delta_error),
+        (Some(0), &None)
+    );
+    // Deleting the damaged log lets the next pass start the table again.
+    store
+        .delete_many(&[keys::delta_commit(&t, 0)])
+        .await
+        .unwrap();
+    let reports = pail.maintain(Some("orders"), no_grace()).await.unwrap();
+    assert_eq!(reports[0].delta_version, Some(0));
+    assert!(reports[0].deleted_objects > 0, "{reports:?}");
+}
