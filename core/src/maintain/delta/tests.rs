@@ -261,6 +261,15 @@ async fn compaction_adds_the_merged_file_and_removes_its_originals_in_one_commit
     for key in after.object_keys(&t) {
         assert!(store.head(&key).await.unwrap().is_some(), "{key}");
     }
+    // The keys the deletes are checked against are the listing's own keys.
+    let listed: HashSet<Path> = Inventory::list(pail.part(&t, 0))
+        .await
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert!(!after.files.is_empty() && after.object_keys(&t).is_subset(&listed));
 }
 
 #[tokio::test]
