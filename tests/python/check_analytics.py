@@ -6,7 +6,7 @@
 DIR is a directory store. The topic's segment objects are read three ways:
 
   * pyarrow.dataset over DIR/topics/T/ with hive partitioning (partition=N folders),
-  * DuckDB: read_parquet('DIR/topics/T/*/*.parquet', hive_partitioning = true),
+  * DuckDB: read_parquet('DIR/topics/T/partition=*/*.parquet', hive_partitioning = true),
   * `pail consume T --format json` (base64 fields decoded),
 
 and all three must hold the same (partition, offset, timestamp ms, key, value, headers) rows,
@@ -164,7 +164,7 @@ def rows_from_pyarrow(topic_dir):
 def rows_from_duckdb(topic_dir):
     import duckdb
 
-    pattern = os.path.join(topic_dir, "*", "*.parquet").replace("'", "''")
+    pattern = os.path.join(topic_dir, "partition=*", "*.parquet").replace("'", "''")
     con = duckdb.connect()
     try:
         fetched = con.execute(
@@ -250,7 +250,7 @@ def check_files(topic_dir, topic, partitions, pyarrow_files):
     """Every segment file's name, folder, metadata and rows agree; returns per-partition stats."""
     import pyarrow.parquet as pq
 
-    files = sorted(os.path.abspath(f) for f in glob.glob(os.path.join(topic_dir, "*", "*.parquet")))
+    files = sorted(os.path.abspath(f) for f in glob.glob(os.path.join(topic_dir, "partition=*", "*.parquet")))
     check(
         files == pyarrow_files,
         f"the glob finds {len(files)} files, pyarrow's dataset {len(pyarrow_files)}: "

@@ -241,7 +241,7 @@ def read_duckdb(store, topic):
 
     rows = duckdb.sql(
         f"""SELECT partition, "offset", epoch_ms("timestamp"), key, value, headers
-            FROM read_parquet('{store}/topics/{topic}/*/*.parquet', hive_partitioning = true)"""
+            FROM read_parquet('{store}/topics/{topic}/partition=*/*.parquet', hive_partitioning = true)"""
     ).fetchall()
     return [
         (int(p), o, k, v, [(h["key"], h["value"]) for h in hs], ts)

@@ -7,7 +7,8 @@
 //! pass that finds the object missing after a crash can build it again.
 
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use object_store::path::Path;
+use std::collections::{BTreeMap, HashSet};
 
 use super::inventory::{Inventory, Object};
 use super::{MaintainOptions, PartitionReport, delete};
@@ -248,13 +249,15 @@ async fn create(part: Part<'_>, m: &PartitionManifest, bytes: Bytes) -> Result<(
 }
 
 /// Deletes the originals of compactions whose grace period has passed (building a merged
-/// object first if a crash left it missing), then commits the cleanup.
+/// object first if a crash left it missing), then commits the cleanup. A compaction whose
+/// originals the Delta table still names (`named`) waits for a later pass.
 pub(super) async fn clean(
     pail: &Pail,
     meta: &TopicMeta,
     part: Part<'_>,
     now_ms: i64,
     opts: MaintainOptions,
+    named: &HashSet<Path>,
     report: &mut PartitionReport,
 ) -> Result<()> {
     let tip = pail
@@ -274,6 +277,9 @@ pub(super) async fn clean(
     let mut cleaned = Vec::new();
     for s in due {
         let originals = inventory.originals(s.first_version, s.last_version);
+        if originals.iter().any(|o| named.contains(&o.key)) {
+            continue;
+        }
         if inventory.merged(s.first_version, s.last_version).is_none() {
             let next_offset = inventory
                 .objects

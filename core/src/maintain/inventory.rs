@@ -14,6 +14,8 @@ pub struct Object {
     pub key: Path,
     pub seg: SegmentKey,
     pub size: u64,
+    /// When the store last wrote it (Delta's `modificationTime`).
+    pub modified_ms: i64,
 }
 
 impl Object {
@@ -40,6 +42,7 @@ impl Inventory {
                     key: m.location,
                     seg,
                     size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis(),
                 })
             })
             .collect();

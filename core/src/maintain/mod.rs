@@ -24,10 +24,13 @@
 //! latest log start.
 
 mod compaction;
+pub mod delta;
 mod inventory;
 mod retention;
 
+use object_store::path::Path;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::client::Pail;
@@ -77,6 +80,12 @@ pub struct PartitionReport {
     /// Why the partition was left alone, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// The topic's Delta table version after the pass's sync (`None`: no table yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_version: Option<u64>,
+    /// Why the Delta table could not be synced (a damaged log): the topic's deletes wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_error: Option<String>,
 }
 
 impl Pail {
@@ -98,14 +107,57 @@ impl Pail {
         };
         let mut reports = Vec::new();
         for meta in topics {
-            for p in 0..meta.config.partitions {
-                reports.push(self.maintain_partition(&meta, p, opts).await?);
+            reports.extend(self.maintain_topic(&meta, opts).await?);
+        }
+        Ok(reports)
+    }
+
+    /// One topic: every partition's commits, then the Delta sync, then the deletes, so that
+    /// no object the Delta table names is ever deleted (its readers would fail on it).
+    async fn maintain_topic(
+        &self,
+        meta: &Arc<TopicMeta>,
+        opts: MaintainOptions,
+    ) -> Result<Vec<PartitionReport>> {
+        let mut reports = Vec::new();
+        for p in 0..meta.config.partitions {
+            reports.push(self.maintain_commits(meta, p, opts).await?);
+        }
+        let synced: Vec<u32> = reports
+            .iter()
+            .filter(|r| r.skipped.is_none())
+            .map(|r| r.partition)
+            .collect();
+        let table = if opts.dry_run {
+            delta::load(self, meta).await
+        } else {
+            delta::sync(self, meta, &synced).await
+        };
+        let table = match table {
+            Ok(table) => table,
+            // A damaged log stays this topic's problem: its deletes wait (what the table names
+            // is unknown), other topics carry on.
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                for report in &mut reports {
+                    report.delta_error = Some(e.to_string());
+                }
+                return Ok(reports);
+            }
+            Err(e) => return Err(e),
+        };
+        let named = table.object_keys(&meta.name);
+        for report in &mut reports {
+            report.delta_version = table.version;
+            if report.skipped.is_none() {
+                self.maintain_deletes(meta, report.partition, opts, &named, report)
+                    .await?;
             }
         }
         Ok(reports)
     }
 
-    async fn maintain_partition(
+    /// Retention and compaction commits of one partition (nothing is deleted yet).
+    async fn maintain_commits(
         &self,
         meta: &Arc<TopicMeta>,
         partition: u32,
@@ -125,13 +177,26 @@ impl Pail {
         let now = self.clock().now_ms();
         retention::run(self, meta, part, &head.tip, now, opts, &mut report).await?;
         compaction::run(self, meta, part, opts, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Deletes what one partition no longer needs, except what the Delta table still names.
+    async fn maintain_deletes(
+        &self,
+        meta: &Arc<TopicMeta>,
+        partition: u32,
+        opts: MaintainOptions,
+        named: &HashSet<Path>,
+        report: &mut PartitionReport,
+    ) -> Result<()> {
+        let part = self.part(&meta.name, partition);
         let now = self.clock().now_ms();
-        compaction::clean(self, meta, part, now, opts, &mut report).await?;
+        compaction::clean(self, meta, part, now, opts, named, report).await?;
         let tip = self.partition_tip(meta.name.as_str(), partition).await?;
         let inventory = Inventory::list(part).await?;
-        let garbage = inventory.garbage(&tip.state);
-        delete(self, &garbage, opts, &mut report).await?;
-        Ok(report)
+        let mut garbage = inventory.garbage(&tip.state);
+        garbage.retain(|o| !named.contains(&o.key));
+        delete(self, &garbage, opts, report).await
     }
 
     /// Commits a maintenance edit; `Ok(false)` when another pass already made it.
@@ -170,7 +235,9 @@ impl Pail {
             let doomed = inventory.below_version(tip.number());
             delete(self, &doomed, MaintainOptions::default(), &mut report).await?;
         }
-        Ok(())
+        // The table view goes with the topic: one created again under the name starts a new
+        // table at version 0 instead of inheriting a log that names deleted files.
+        delta::delete_log(self, &meta.name).await
     }
 }
 

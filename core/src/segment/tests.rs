@@ -252,3 +252,51 @@ async fn every_topic_codec_round_trips_and_is_the_files_codec() {
         assert_eq!(values, expected, "{codec:?}");
     }
 }
+
+#[test]
+fn every_column_carries_its_parquet_field_id() {
+    let bytes = encode(&records(3, 10), &[1, 2, 3], &manifest_for(7, 3)).unwrap();
+    let len = bytes.len() as u64;
+    let f = parse_footer(&Path::from("k"), bytes, len).unwrap().unwrap();
+    let root = f.metadata.file_metadata().schema_descr().root_schema();
+    let mut ids = Vec::new();
+    collect_field_ids(root, "", &mut ids);
+    let want = [
+        ("offset", FIELD_ID_OFFSET),
+        ("timestamp", FIELD_ID_TIMESTAMP),
+        ("key", FIELD_ID_KEY),
+        ("value", FIELD_ID_VALUE),
+        ("headers", FIELD_ID_HEADERS),
+        ("headers.list.item", FIELD_ID_HEADERS_ITEM),
+        ("headers.list.item.key", FIELD_ID_HEADER_KEY),
+        ("headers.list.item.value", FIELD_ID_HEADER_VALUE),
+    ];
+    for (path, id) in want {
+        assert!(ids.contains(&(path.to_string(), id)), "{path}: {ids:?}");
+    }
+    let distinct: std::collections::HashSet<i32> = ids.iter().map(|(_, id)| *id).collect();
+    assert_eq!(distinct.len(), ids.len(), "ids are unique: {ids:?}");
+}
+
+/// Every (dotted path, field id) of a Parquet schema tree, skipping nodes without an id.
+fn collect_field_ids(
+    node: &parquet::schema::types::Type,
+    prefix: &str,
+    out: &mut Vec<(String, i32)>,
+) {
+    for child in node.get_fields() {
+        let name = child.name();
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let info = child.get_basic_info();
+        if info.has_id() {
+            out.push((path.clone(), info.id()));
+        }
+        if child.is_group() {
+            collect_field_ids(child, &path, out);
+        }
+    }
+}

@@ -6,6 +6,9 @@
 //! topics/{topic}/partition={p}/{base:020}-{version:020}.parquet  segment = commit (create-once)
 //! topics/{topic}/partition={p}/{base:020}-{last:020}-{first:020}.parquet  merged segment
 //! topics/{topic}/_hints/partition={p}.json                    latest-version hint (overwritten)
+//! topics/{topic}/_delta_log/{version:020}.json              Delta Lake commit (create-once)
+//! topics/{topic}/_delta_log/{version:020}.checkpoint.parquet  Delta checkpoint (create-once)
+//! topics/{topic}/_delta_log/_last_checkpoint                  newest checkpoint (overwritten)
 //! _kafka/producer-ids/{block:020}.json                         a Kafka listener's block of
 //!                                                              producer ids (create-once)
 //! _staging/                                                    local store's uploads in flight
@@ -22,8 +25,9 @@
 //! reads exactly the segments.
 //!
 //! Topic and partition lead the key, so one topic's segments are one glob
-//! (`topics/orders/*/*.parquet`), the `partition=N` folder reads as a Hive partition column, and
-//! S3 spreads request load over per-partition prefixes. Segment names sort by base offset, then
+//! (`topics/orders/partition=*/*.parquet`: not `*/*.parquet`, which also matches the Delta
+//! checkpoints in `_delta_log/`), the `partition=N` folder reads as a Hive partition column,
+//! and S3 spreads request load over per-partition prefixes. Segment names sort by base offset, then
 //! by version; both only grow along the chain, so a listing's key order is commit order.
 
 use object_store::path::Path;
@@ -229,6 +233,44 @@ pub fn hints_dir(topic: &TopicName) -> Path {
     topic_dir(topic).join("_hints")
 }
 
+/// The Delta Lake log of a topic's table view (the table root is the topic folder).
+pub fn delta_log(topic: &TopicName) -> Path {
+    topic_dir(topic).join("_delta_log")
+}
+
+/// Delta commit `version` (create-once: whoever creates it made that commit).
+pub fn delta_commit(topic: &TopicName, version: u64) -> Path {
+    delta_log(topic).join(format!("{version:0WIDTH$}.json"))
+}
+
+/// The Delta checkpoint of `version`.
+pub fn delta_checkpoint(topic: &TopicName, version: u64) -> Path {
+    delta_log(topic).join(format!("{version:0WIDTH$}.checkpoint.parquet"))
+}
+
+/// Delta's pointer to the newest checkpoint (advisory, overwritten).
+pub fn delta_last_checkpoint(topic: &TopicName) -> Path {
+    delta_log(topic).join("_last_checkpoint")
+}
+
+/// A Delta log object: a commit or a (single-file) checkpoint of a version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeltaLogKey {
+    Commit(u64),
+    Checkpoint(u64),
+}
+
+/// What a key in [`delta_log`] names; `None` for anything else (`_last_checkpoint`, files
+/// other writers may leave).
+pub fn parse_delta_log(key: &Path) -> Option<DeltaLogKey> {
+    let name = key.filename()?;
+    let version = |digits: &str| (digits.len() == WIDTH).then(|| digits.parse().ok())?;
+    if let Some(d) = name.strip_suffix(".checkpoint.parquet") {
+        return version(d).map(DeltaLogKey::Checkpoint);
+    }
+    version(name.strip_suffix(".json")?).map(DeltaLogKey::Commit)
+}
+
 /// The folder of the Kafka listeners' producer-id blocks, outside every topic.
 pub fn producer_id_blocks() -> Path {
     Path::from("_kafka").join("producer-ids")
@@ -330,6 +372,22 @@ mod tests {
         );
         assert!(!moved.prefix_matches(&topics_root()));
         assert_eq!(parse_segment(&moved), parse_segment(&original));
+    }
+
+    #[test]
+    fn delta_log_keys_round_trip_and_sort_by_version() {
+        let t = TopicName::new("t").unwrap();
+        let c = delta_commit(&t, 7);
+        assert_eq!(c.as_ref(), "topics/t/_delta_log/00000000000000000007.json");
+        assert_eq!(parse_delta_log(&c), Some(DeltaLogKey::Commit(7)));
+        let cp = delta_checkpoint(&t, 10);
+        assert_eq!(parse_delta_log(&cp), Some(DeltaLogKey::Checkpoint(10)));
+        assert_eq!(parse_delta_log(&delta_last_checkpoint(&t)), None);
+        // A checkpoint sorts just before its version's commit: listing after it yields that
+        // commit (already in the checkpoint) and every later one.
+        assert!(delta_commit(&t, 9).to_string() < cp.to_string());
+        assert!(cp.to_string() < delta_commit(&t, 10).to_string());
+        assert!(delta_last_checkpoint(&t).to_string() > delta_commit(&t, u64::MAX).to_string());
     }
 
     #[test]
