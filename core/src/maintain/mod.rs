@@ -105,7 +105,9 @@ impl Pail {
         Ok(reports)
     }
 
-    async fn maintain_partition(
+    /// One maintenance pass over one partition of `meta` (what [`Pail::maintain`] does for
+    /// each; callers that show progress go partition by partition).
+    pub async fn maintain_partition(
         &self,
         meta: &Arc<TopicMeta>,
         partition: u32,

@@ -181,6 +181,8 @@ impl From<PartitionDescription> for PartitionInfo {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TopicInfo {
     pub topic: String,
+    /// The topic's id; a topic deleted and created again under its name gets a new one.
+    pub id: String,
     pub config: TopicSettings,
     pub partitions: Vec<PartitionInfo>,
 }
@@ -189,6 +191,7 @@ impl From<TopicDescription> for TopicInfo {
     fn from(d: TopicDescription) -> Self {
         TopicInfo {
             topic: d.topic.to_string(),
+            id: d.id,
             config: TopicSettings::from(&d.config),
             partitions: d.partitions.into_iter().map(PartitionInfo::from).collect(),
         }
