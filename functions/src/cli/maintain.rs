@@ -1,11 +1,13 @@
 //! `pail maintain`: one maintenance pass (retention, compaction, deletion of what is no longer
-//! live), partition by partition, with a line per partition as it finishes and a summary.
+//! live, and, without `--topic`, old consumer-group versions), partition by partition, with a
+//! line per partition and per group as it finishes and a summary.
 //!
 //! The pass is pail-core's (`Pail::maintain_partition`); any number may run at once, so this
 //! is safe from cron next to the scheduled Lambda. A partition that fails gets one line on
 //! stderr and the others go on; the exit is then 1.
 
 use clap::Args;
+use pail_core::maintain::groups::GroupReport;
 use pail_core::maintain::{GRACE_MS_DEFAULT, MaintainOptions, PartitionReport};
 use pail_core::{ErrorKind, Pail};
 use serde::Serialize;
@@ -20,7 +22,7 @@ Examples:
   pail maintain --topic orders --dry-run
   pail maintain --topic orders --grace-ms 0 --format json")]
 pub struct MaintainArgs {
-    /// Only this topic (default: every topic).
+    /// Only this topic (default: every topic, and the consumer groups' old versions).
     #[arg(long)]
     pub topic: Option<String>,
     /// Decide and report what a pass would do; change nothing.
@@ -52,7 +54,10 @@ pub struct Summary {
     /// Segments dropped by retention, and their bytes.
     pub segments_dropped: u64,
     pub bytes_dropped: u64,
-    /// Objects deleted (expired, replaced after their grace period, garbage) and their bytes.
+    /// Old consumer-group versions deleted (counted in `objects_deleted` too).
+    pub group_versions_deleted: u64,
+    /// Objects deleted (expired, replaced after their grace period, garbage, old group
+    /// versions) and their bytes.
     pub objects_deleted: u64,
     pub bytes_freed: u64,
     /// Partitions left alone (damaged: see `pail doctor`) or that failed.
@@ -70,12 +75,20 @@ impl Summary {
         self.bytes_freed += r.deleted_bytes;
         self.failures += u64::from(r.skipped.is_some());
     }
+
+    fn add_group(&mut self, g: &GroupReport) {
+        self.group_versions_deleted += g.deleted_versions;
+        self.objects_deleted += g.deleted_versions;
+        self.bytes_freed += g.deleted_bytes;
+        self.failures += u64::from(g.skipped.is_some());
+    }
 }
 
 #[derive(Debug, Serialize)]
 struct JsonReport<'a> {
     dry_run: bool,
     partitions: &'a [PartitionReport],
+    groups: &'a [GroupReport],
     summary: &'a Summary,
 }
 
@@ -120,12 +133,23 @@ pub async fn run(pail: &Pail, args: MaintainArgs) -> anyhow::Result<()> {
             reports.push(report);
         }
     }
+    let groups = match args.topic {
+        Some(_) => Vec::new(),
+        None => pail.maintain_groups(args.dry_run).await?,
+    };
+    for g in &groups {
+        summary.add_group(g);
+        if args.format.format == Format::Text {
+            writeln!(out, "{}", group_line(g))?;
+        }
+    }
     match args.format.format {
         Format::Text => writeln!(out, "{}", summary_line(&summary, args.dry_run))?,
         Format::Json => {
             let report = JsonReport {
                 dry_run: args.dry_run,
                 partitions: &reports,
+                groups: &groups,
                 summary: &summary,
             };
             writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -175,14 +199,31 @@ fn partition_line(r: &PartitionReport) -> String {
     format!("{}/{}: {}", r.topic, r.partition, parts.join("; "))
 }
 
+/// `group g: deleted 100 old versions (12345 bytes), kept from version 873`.
+fn group_line(g: &GroupReport) -> String {
+    let what = match (&g.skipped, g.deleted_versions) {
+        (Some(why), _) => format!("skipped, damaged ({why}); see pail doctor"),
+        (None, 0) => "nothing to do".to_string(),
+        (None, n) => format!(
+            "deleted {} ({} bytes), kept from version {} (tip {})",
+            plural(n, "old version"),
+            g.deleted_bytes,
+            g.kept_from,
+            g.tip_version
+        ),
+    };
+    format!("group {}: {what}", g.group)
+}
+
 fn summary_line(s: &Summary, dry_run: bool) -> String {
     let what = format!(
-        "{}: {} merged into {}, {} dropped, {} deleted, {} bytes freed",
+        "{}: {} merged into {}, {} dropped, {} deleted ({} of groups), {} bytes freed",
         plural(s.partitions, "partition"),
         plural(s.segments_merged, "segment"),
         s.merged_segments,
         plural(s.segments_dropped, "segment"),
         plural(s.objects_deleted, "object"),
+        s.group_versions_deleted,
         s.bytes_freed
     );
     match dry_run {
@@ -223,7 +264,7 @@ mod tests {
         assert_eq!(
             summary_line(&s, false),
             "maintained 1 partition: 6 segments merged into 1, 3 segments dropped, 9 objects \
-             deleted, 900 bytes freed"
+             deleted (0 of groups), 900 bytes freed"
         );
         assert!(summary_line(&s, true).starts_with("dry run, nothing changed"));
         assert!(grace_ms("-1").is_err() && grace_ms("0") == Ok(0));
