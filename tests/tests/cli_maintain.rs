@@ -310,3 +310,30 @@ fn bad_input_is_one_line() {
     pail(missing.to_str().unwrap(), &["maintain"]).assert_one_error(1, &["no pail store there"]);
     assert!(!missing.exists());
 }
+
+/// Open: `pail doctor` does not know maintenance yet. After a pass it reports a merged segment
+/// as misplaced, the compacted or expired versions as missing, and the counters as off (and a
+/// topic's `_config/` folder, written by `topic alter`, as a stray folder). Replay with
+/// `cargo test -p pail-tests --test cli_maintain -- --ignored`.
+#[test]
+#[ignore = "open: pail doctor reports maintained partitions as damaged"]
+fn doctor_is_clean_after_maintain() {
+    let store = LocalStore::new();
+    let s = &store.url;
+    create(s, "doc", 1);
+    pail(
+        s,
+        &["topic", "alter", "doc", "--config", "retention.bytes=-1"],
+    )
+    .assert_ok();
+    pail_with_stdin(
+        s,
+        &["produce", "doc", "--batch-records", "1", "--linger-ms", "0"],
+        input(&lines("d", 40)),
+    )
+    .assert_ok();
+    pail(s, &["maintain", "--grace-ms", "600000"]).assert_ok();
+    pail(s, &["doctor"]).assert_ok();
+    pail(s, &["maintain", "--grace-ms", "0"]).assert_ok();
+    pail(s, &["doctor"]).assert_ok();
+}
