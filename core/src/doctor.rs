@@ -163,10 +163,14 @@ impl Pail {
         let partitions: Vec<String> = (0..meta.config.partitions)
             .map(|p| keys::partition_dir(&meta.name, p).to_string())
             .collect();
-        let hints = keys::hints_dir(&meta.name);
+        // pail's own folders: the hints and the descriptor's later versions (topic alter).
+        let own = [
+            keys::hints_dir(&meta.name),
+            keys::topic_versions(&meta.name),
+        ];
         Ok(dirs
             .into_iter()
-            .filter(|d| *d != hints && !partitions.iter().any(|p| p == d.as_ref()))
+            .filter(|d| !own.contains(d) && !partitions.iter().any(|p| p == d.as_ref()))
             .map(|dir| Finding {
                 chain: meta.name.to_string(),
                 key: format!("{dir}/"),
