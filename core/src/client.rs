@@ -144,6 +144,9 @@ pub struct TopicListing {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TopicDescription {
     pub topic: TopicName,
+    /// The topic's id: a topic deleted and created again under its name gets a new one
+    /// (Kafka's topic ids, KIP-516).
+    pub id: String,
     pub config: TopicConfig,
     pub partitions: Vec<PartitionDescription>,
 }
@@ -282,6 +285,7 @@ impl Pail {
             .await?;
         Ok(TopicDescription {
             topic: meta.name.clone(),
+            id: meta.id.clone(),
             config: meta.config.clone(),
             partitions,
         })

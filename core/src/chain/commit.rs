@@ -106,7 +106,22 @@ where
         match attempts.create_resolved(&key, bytes, &id).await? {
             Resolved::Mine(size) => {
                 let new = Version::new(next, size);
-                if attempts.bounded(resurrected(chain, &tip, &new)).await? {
+                let stray = match attempts.bounded(resurrected(chain, &tip, &new)).await {
+                    Ok(stray) => stray,
+                    Err(e) => {
+                        // Created, but whether on the chain or beside it (built on a deleted
+                        // version) is not known. Never build on this cache again: a retry
+                        // starts from the store, where an idempotent batch finds itself if it
+                        // is on the chain and is appended at the end if it is not.
+                        chain.forget();
+                        return Err(Error::OutcomeUnknown {
+                            key: key.to_string(),
+                            attempts: attempt,
+                            last: Box::new(e),
+                        });
+                    }
+                };
+                if stray {
                     // Built on a version maintenance had deleted: not in the chain. Withdraw
                     // it (nobody can have read it through the chain) and start over.
                     let _ = chain.store().delete(&key).await;
@@ -122,6 +137,15 @@ where
                 chain
                     .check_successor(&tip.state, &rival.state)
                     .map_err(|e| Error::corrupt(&key, e))?;
+                // A rival built on a cached tip that maintenance deleted may be another stale
+                // writer's stray, left behind when it could not withdraw it: never build on
+                // it. Start over from the store.
+                if !confirmed && attempts.bounded(resurrected(chain, &tip, &rival)).await? {
+                    chain.forget();
+                    tip = writable(chain, attempts.bounded(tip::latest(chain)).await?)?;
+                    confirmed = true;
+                    continue;
+                }
                 let head = attempts.bounded(tip::walk_forward(chain, rival)).await?;
                 tip = writable(chain, head)?;
                 confirmed = true;

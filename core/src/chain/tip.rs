@@ -258,7 +258,7 @@ pub async fn list_versions<C: Chain>(chain: &C, after: Option<&Path>) -> Result<
         .collect())
 }
 
-async fn read_hint<C: Chain>(chain: &C) -> Result<Option<(Path, u64)>> {
+pub(crate) async fn read_hint<C: Chain>(chain: &C) -> Result<Option<(Path, u64)>> {
     let Some(bytes) = chain.store().get(&chain.hint_key()).await? else {
         return Ok(None);
     };

@@ -71,7 +71,17 @@ impl fmt::Display for GroupName {
 /// Group tips a client remembers.
 pub(crate) const GROUP_CACHE_ENTRIES: usize = 1024;
 
-pub(crate) type GroupCache = Mutex<Lru<GroupName, Version<GroupState>>>;
+/// How long a cached group tip is trusted before the chain is discovered again. Maintenance
+/// deletes old group versions (`crate::maintain::groups`); a client whose cached tip's
+/// successor was deleted would otherwise take that tip for the newest version forever, since a
+/// missing successor is what "newest" looks like. Discovery does not start from the cache, so
+/// such a stale view lasts at most this long (twice, in the worst case; see
+/// docs/architecture.md section 7). Cost: a quiet group is discovered again (hint, LIST, GET)
+/// once per period instead of probed (1 GET).
+pub const GROUP_TIP_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A cached tip and when this client first cached it (tokio's clock, so simulations replay).
+pub(crate) type GroupCache = Mutex<Lru<GroupName, (Version<GroupState>, tokio::time::Instant)>>;
 
 /// One group's chain on a store.
 pub struct GroupChain<'a> {
@@ -140,18 +150,28 @@ impl Chain for GroupChain<'_> {
     }
 
     fn cached(&self) -> Option<Version<GroupState>> {
-        lock(self.cache).get(self.group).cloned()
+        let mut cache = lock(self.cache);
+        let (v, since) = cache.get(self.group)?.clone();
+        if since.elapsed() >= GROUP_TIP_TTL {
+            // Dropped, not refreshed: only a newer version, or a discovery, caches it again.
+            cache.remove(self.group);
+            return None;
+        }
+        Some(v)
     }
 
     fn offer(&self, v: &Version<GroupState>) {
         let mut cache = lock(self.cache);
+        // An equal version keeps its first time: a walk that found no successor proves nothing
+        // (the successor may have been deleted), so it must not extend the trust.
         if cache
             .peek(self.group)
-            .is_some_and(|known| known.number() >= v.number())
+            .is_some_and(|(known, _)| known.number() >= v.number())
         {
             return;
         }
-        cache.insert(self.group.clone(), v.clone(), 1);
+        let now = tokio::time::Instant::now();
+        cache.insert(self.group.clone(), (v.clone(), now), 1);
     }
 
     fn forget(&self) {

@@ -71,7 +71,7 @@ pub struct PartitionLag {
 }
 
 impl Pail {
-    fn group_chain<'a>(&'a self, group: &'a GroupName) -> GroupChain<'a> {
+    pub(crate) fn group_chain<'a>(&'a self, group: &'a GroupName) -> GroupChain<'a> {
         GroupChain {
             store: self.store(),
             group,

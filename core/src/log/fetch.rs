@@ -110,7 +110,21 @@ pub struct Fetched {
 
 pub async fn fetch(part: Part<'_>, from: OffsetSpec, limits: FetchLimits) -> Result<Fetched> {
     limits.validate()?;
+    let was_cached = part.cached().is_some();
     let mut tip = tip::known(&part).await?.tip;
+    // Reading behind the tip from a cached tip: retention may have moved the log start since
+    // this client last looked, and its footer cache may still hold the dropped rows. Judge
+    // against the store's log start (1-2 GETs; reads at the tail, and cold clients, which
+    // have just asked the store, pay nothing more). A record below a log start committed
+    // before the fetch began is never returned.
+    let behind = match from {
+        OffsetSpec::Earliest => true,
+        OffsetSpec::Latest => false,
+        OffsetSpec::At(n) => n >= 0 && (n as u64) < tip.state.base_offset,
+    };
+    if behind && was_cached {
+        tip = confirmed_latest(part).await?;
+    }
     // An offset at or past the known end may be valid on the store: catch up before judging.
     let past_known_end = match from {
         OffsetSpec::Earliest => false,
@@ -119,6 +133,11 @@ pub async fn fetch(part: Part<'_>, from: OffsetSpec, limits: FetchLimits) -> Res
     };
     if past_known_end {
         tip = tip::latest(&part).await?.tip;
+        // A reader that followed the chain past its cached tip asks beyond it: before calling
+        // that out of range, make sure the tip is not one maintenance deleted.
+        if matches!(from, OffsetSpec::At(n) if n as u64 > tip.state.next_offset) {
+            tip = confirmed_latest(part).await?;
+        }
     }
     let start = resolve(
         part,
@@ -141,6 +160,19 @@ pub async fn fetch(part: Part<'_>, from: OffsetSpec, limits: FetchLimits) -> Res
         Err(_) if !out.records.is_empty() => Ok(out),
         Err(e) => Err(e),
     }
+}
+
+/// The latest tip, confirmed to be still in the store (1 GET more): a cached tip that
+/// maintenance deleted would pass for the latest, since its successor is missing as a tip's
+/// is, and judging offsets against it calls live offsets out of range or records that
+/// retention dropped missing.
+async fn confirmed_latest(part: Part<'_>) -> Result<Tip> {
+    let tip = tip::latest(&part).await?.tip;
+    if tip.is_genesis() || part.still_there(&tip).await? {
+        return Ok(tip);
+    }
+    part.forget();
+    Ok(tip::latest(&part).await?.tip)
 }
 
 /// Reads records into `out` from `out.next_offset` until a limit or the end of the log.
@@ -322,8 +354,8 @@ async fn locate_by_listing(part: Part<'_>, tip: &Tip, offset: u64) -> Result<(Pa
         }
         if from == 0 {
             // Judge against the latest log start: retention may have moved it meanwhile.
-            let fresh = match tip::latest(&part).await {
-                Ok(head) => head.tip,
+            let fresh = match confirmed_latest(part).await {
+                Ok(fresh) => fresh,
                 Err(_) => tip.clone(),
             };
             return Err(missing_before(part, &fresh, offset, listed.first()));

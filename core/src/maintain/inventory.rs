@@ -77,8 +77,11 @@ impl Inventory {
             .collect()
     }
 
-    /// Objects no reader will ever need again: below the first live object, not live, and
-    /// not waiting out a compaction's grace period (those go with their cleanup).
+    /// Objects no reader will ever need again: not live, not waiting out a compaction's grace
+    /// period (those go with their cleanup), and either below the first live object or a
+    /// chain version at or below the compaction watermark. The latter can only be a stray: a
+    /// writer paused on a deleted version re-created its successor's key and did not live to
+    /// withdraw it (`chain::commit`); it sits among live offsets, so a glob would count it.
     pub fn garbage(&self, tip: &PartitionManifest) -> Vec<Object> {
         let first_live = self
             .objects
@@ -94,7 +97,10 @@ impl Inventory {
         };
         self.objects
             .iter()
-            .filter(|o| o.seg.last_version < first_live && !Self::is_live(o, tip) && !pending(o))
+            .filter(|o| {
+                let stray = !o.is_merged() && o.seg.last_version <= tip.compacted_through;
+                (o.seg.last_version < first_live || stray) && !Self::is_live(o, tip) && !pending(o)
+            })
             .cloned()
             .collect()
     }

@@ -12,6 +12,8 @@
 //! - Retention drops whole objects (segments, or merged segments) from the oldest, while their
 //!   newest record is older than `retention.ms`, or while the rest still holds more than
 //!   `retention.bytes`.
+//! - Old consumer-group versions ([`groups`]) below the newest few and the hinted one are
+//!   deleted, oldest first.
 //! - Compaction merges runs of adjacent small chain segments into one merged segment (target
 //!   bytes or records, or at least `compact.min.segments` of them). The swap is committed
 //!   first (the merge's *intent*, with its deterministic bytes' size), then the merged object
@@ -25,6 +27,7 @@
 
 mod compaction;
 pub mod delta;
+pub mod groups;
 mod inventory;
 mod retention;
 
@@ -42,7 +45,7 @@ use inventory::Inventory;
 /// Default time between a compaction's swap and the deletion of the objects it replaced.
 pub const GRACE_MS_DEFAULT: i64 = 10 * 60 * 1000;
 /// Objects deleted per request (S3's DeleteObjects takes 1,000).
-const DELETE_CHUNK: usize = 1000;
+pub(crate) const DELETE_CHUNK: usize = 1000;
 
 /// How a pass runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +117,7 @@ impl Pail {
 
     /// One topic: every partition's commits, then the Delta sync, then the deletes, so that
     /// no object the Delta table names is ever deleted (its readers would fail on it).
-    async fn maintain_topic(
+    pub async fn maintain_topic(
         &self,
         meta: &Arc<TopicMeta>,
         opts: MaintainOptions,

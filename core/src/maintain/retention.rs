@@ -53,6 +53,8 @@ pub(super) async fn run(
         segments: dropped.len() as u64,
         bytes: dropped_bytes,
         through_version: last.seg.last_version,
+        seen_log_start: tip.state.log_start_offset,
+        seen_compacted_through: tip.state.compacted_through,
     };
     if !opts.dry_run && !pail.maintenance_commit(meta, part.partition, edit).await? {
         return Ok(());

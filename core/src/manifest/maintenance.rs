@@ -29,12 +29,16 @@ pub struct Superseded {
 pub enum MaintainEdit {
     /// Retention: records below `log_start` are dropped. `segments` live objects holding
     /// `bytes` go (the newest of them is version `through_version`); they are deleted after
-    /// this commit.
+    /// this commit. `seen_log_start` and `seen_compacted_through` are what the decision saw: a
+    /// retention or compaction committed since dropped or replaced some of those objects, so
+    /// the counts would be wrong (the edit is then stale, and the next pass decides again).
     AdvanceLogStart {
         log_start: u64,
         segments: u64,
         bytes: u64,
         through_version: u64,
+        seen_log_start: u64,
+        seen_compacted_through: u64,
     },
     /// Compaction: versions `first_version..=last_version` (`original_segments` live objects,
     /// `original_bytes`) are one merged segment of `merged_bytes` from now on.
@@ -84,7 +88,17 @@ pub(super) fn apply(
             segments,
             bytes,
             through_version,
+            seen_log_start,
+            seen_compacted_through,
         } => {
+            if prev.compacted_through != *seen_compacted_through
+                || prev.log_start_offset != *seen_log_start
+            {
+                return Err(ApplyError::Stale(format!(
+                    "the log start ({}) or the compaction watermark ({}) moved since the decision",
+                    prev.log_start_offset, prev.compacted_through
+                )));
+            }
             if *log_start <= prev.log_start_offset {
                 return Err(ApplyError::Stale(format!(
                     "the log already starts at {}",

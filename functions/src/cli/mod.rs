@@ -9,6 +9,7 @@
 //!                                  [--format text|json] [--follow]
 //! pail [--store URL] serve [--listen ADDR]
 //! pail [--store URL] doctor [--topic T] [--format text|json] [--repair]
+//! pail [--store URL] maintain [--topic T] [--dry-run] [--grace-ms MS] [--format text|json]
 //! pail [--store URL] kafka [--listen ADDR] [--advertise HOST:PORT] [--auto-create-partitions N]
 //! pail [--store URL] run-consumer -G GROUP --topic T --target URL [--dead-letter-topic D]
 //! pail completions bash|zsh|fish
@@ -18,9 +19,11 @@
 //! stderr; [`UsageError`] exits 2 like clap's own, [`Reported`] exits 1 after the command has
 //! printed its own lines (one per failed partition or topic).
 
+mod alter;
 mod completions;
 mod consume;
 mod doctor;
+mod maintain;
 mod produce;
 mod run_consumer;
 mod serve;
@@ -45,14 +48,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create, list and describe topics.
+    /// Create, list, describe, alter and delete topics.
     #[command(
         subcommand,
         after_help = "\
 Examples:
   pail topic create orders --partitions 6
   pail topic list
-  pail topic describe orders"
+  pail topic describe orders
+  pail topic alter orders --config retention.ms=604800000"
     )]
     Topic(topic::TopicCommand),
     /// Append stdin to a topic, one record per line.
@@ -67,6 +71,9 @@ Examples:
     Serve(serve::ServeArgs),
     /// Check every partition's chain object by object; report each problem and what to do.
     Doctor(doctor::DoctorArgs),
+    /// Run one maintenance pass: retention, compaction of small segments, deletion of what
+    /// is no longer live.
+    Maintain(maintain::MaintainArgs),
     /// Measure produce, consume or end-to-end performance (store: any URL, or
     /// sim:s3-standard / sim:s3-express for a latency-simulated S3).
     #[command(after_help = "\
@@ -160,6 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let repair = args.repair;
             doctor::run(&open(&cli.store, repair).await?, args).await
         }
+        Command::Maintain(args) => maintain::run(&open(&cli.store, false).await?, args).await,
         // The bench opens its own store: it also accepts simulated and in-memory ones.
         Command::Bench(args) => crate::bench::run(&cli.store, args).await,
         Command::Completions(args) => completions::run(args),

@@ -1,4 +1,4 @@
-//! `pail topic create|list|describe`.
+//! `pail topic create|list|describe|alter|delete`.
 
 use clap::{Args, Subcommand};
 use pail_core::{Compression, Pail, TimestampType, TopicConfig, TopicDescription};
@@ -33,6 +33,17 @@ Examples:
         #[command(flatten)]
         format: FormatArg,
     },
+    /// Change a topic's settings (retention, compaction, codec) or grow its partitions.
+    #[command(after_help = super::alter::ALTER_EXAMPLES)]
+    Alter(super::alter::AlterArgs),
+    /// Delete a topic: its records are dropped and its objects deleted. A topic created again
+    /// under the name continues the old offsets under a new id; writers and readers of the old
+    /// one are refused.
+    #[command(after_help = "\
+Examples:
+  pail topic delete orders
+  pail topic delete orders && pail topic create orders --partitions 6")]
+    Delete { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +87,8 @@ pub async fn run(pail: &Pail, cmd: TopicCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
         TopicCommand::Create(args) => create(pail, args).await?,
+        TopicCommand::Alter(args) => super::alter::alter(pail, args).await?,
+        TopicCommand::Delete { name } => super::alter::delete(pail, &name).await?,
         TopicCommand::List => list(pail, &mut out).await?,
         TopicCommand::Describe { name, format } => {
             let d = pail.describe_topic(&name).await?;
@@ -132,13 +145,15 @@ fn print_description(out: &mut impl Write, d: &TopicDescription) -> std::io::Res
     };
     writeln!(
         out,
-        "topic {}  partitions {}  timestamp-type {}  record-bytes-max {}  compression-type {}",
+        "topic {}  id {}  partitions {}  timestamp-type {}  record-bytes-max {}  compression-type {}",
         d.topic,
+        d.id,
         d.config.partitions,
         ts,
         d.config.record_bytes_max,
         d.config.compression.as_str()
     )?;
+    writeln!(out, "{}", super::alter::retention_line(&d.config))?;
     writeln!(
         out,
         "{:>9} {:>12} {:>12} {:>9} {:>14} {:>6}",

@@ -8,6 +8,7 @@
 //! GET  /openapi.json                                      this API, generated from the handlers
 //! GET  /v1/topics                  POST /v1/topics        list, create
 //! GET  /v1/topics/{topic}                                 describe
+//! PATCH /v1/topics/{topic}         DELETE /v1/topics/{topic}   alter, delete
 //! POST /v1/topics/{topic}/records                         produce a batch
 //! GET  /v1/topics/{topic}/partitions/{partition}/records  fetch (optionally long-polling)
 //! GET  /v1/topics/{topic}/offsets                         earliest and latest per partition
@@ -80,7 +81,7 @@ impl AppState {
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
-        (name = "topics", description = "Create, list and describe topics"),
+        (name = "topics", description = "Create, list, describe, alter and delete topics"),
         (name = "records", description = "Produce, fetch and list offsets"),
         (name = "operations", description = "Health, metrics and this document"),
     )
@@ -103,7 +104,7 @@ impl utoipa::Modify for BearerAuth {
 fn protected_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(topics::list, topics::create))
-        .routes(routes!(topics::describe))
+        .routes(routes!(topics::describe, topics::alter, topics::delete))
         .routes(routes!(records::produce))
         .routes(routes!(records::fetch))
         .routes(routes!(records::offsets))

@@ -181,6 +181,8 @@ impl From<PartitionDescription> for PartitionInfo {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TopicInfo {
     pub topic: String,
+    /// The topic's id; a topic deleted and created again under its name gets a new one.
+    pub id: String,
     pub config: TopicSettings,
     pub partitions: Vec<PartitionInfo>,
 }
@@ -189,6 +191,7 @@ impl From<TopicDescription> for TopicInfo {
     fn from(d: TopicDescription) -> Self {
         TopicInfo {
             topic: d.topic.to_string(),
+            id: d.id,
             config: TopicSettings::from(&d.config),
             partitions: d.partitions.into_iter().map(PartitionInfo::from).collect(),
         }
@@ -254,4 +257,127 @@ pub async fn describe(
 ) -> Result<Json<TopicInfo>, ApiError> {
     let description = state.pail.describe_topic(&topic).await?;
     Ok(Json(description.into()))
+}
+
+/// Settings to change: only those present change. Limits take -1 for "none", as in Kafka.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlterTopic {
+    /// A new partition count: only an increase (keyed records then go to Kafka's partition
+    /// for the new count).
+    #[schema(minimum = 1, maximum = 10000)]
+    pub partitions: Option<u32>,
+    /// `retention.ms`: drop segments whose newest record is older; -1: keep forever.
+    #[schema(minimum = -1)]
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes` per partition: drop the oldest segments while the rest is larger;
+    /// -1: no limit.
+    #[schema(minimum = -1)]
+    pub retention_bytes: Option<i64>,
+    /// Size of a merged segment, 1 MiB to 16 GiB.
+    #[schema(minimum = 1048576, maximum = 17179869184_u64)]
+    pub compact_target_bytes: Option<u64>,
+    /// Records in a merged segment.
+    #[schema(minimum = 1)]
+    pub compact_target_records: Option<u64>,
+    /// Fewest small segments worth merging.
+    #[schema(minimum = 2)]
+    pub compact_min_segments: Option<u64>,
+    /// The codec of segments written from now on.
+    pub compression: Option<CompressionKind>,
+}
+
+impl AlterTopic {
+    /// The settings in Kafka's names, as `Pail::alter_topic` takes them.
+    fn settings(&self) -> Vec<(String, String)> {
+        let numbers = [
+            ("retention.ms", self.retention_ms),
+            ("retention.bytes", self.retention_bytes),
+            (
+                "compact.target.bytes",
+                self.compact_target_bytes.map(as_i64),
+            ),
+            (
+                "compact.target.records",
+                self.compact_target_records.map(as_i64),
+            ),
+            (
+                "compact.min.segments",
+                self.compact_min_segments.map(as_i64),
+            ),
+        ];
+        let mut out: Vec<(String, String)> = numbers
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
+            .collect();
+        if let Some(c) = self.compression {
+            let codec = Compression::from(c).as_str().to_string();
+            out.push(("compression.type".into(), codec));
+        }
+        out
+    }
+}
+
+/// Values past i64 are refused by the core's range checks all the same.
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A topic's settings after a change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopicAltered {
+    pub topic: String,
+    pub config: TopicSettings,
+}
+
+/// Change a topic's settings or grow its partitions (`pail topic alter`).
+#[utoipa::path(patch, path = "/v1/topics/{topic}", tag = "topics",
+    params(("topic" = String, Path, description = "Topic name")),
+    request_body = AlterTopic,
+    responses(
+        (status = 200, description = "The settings now", body = TopicAltered),
+        (status = 400, description = "Nothing to change, a setting out of range, fewer partitions, or a malformed body", body = ErrorBody),
+        (status = 404, description = "No such topic", body = ErrorBody),
+        (status = 409, description = "Another change won a race; read and try again", body = ErrorBody),
+        (status = 413, description = "Body over the request limit", body = ErrorBody),
+        StoreErrors,
+    ))]
+pub async fn alter(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    JsonBody(req): JsonBody<AlterTopic>,
+) -> Result<Json<TopicAltered>, ApiError> {
+    let settings = req.settings();
+    if settings.is_empty() && req.partitions.is_none() {
+        return Err(ApiError::bad_request(
+            "nothing to change: give partitions or at least one setting",
+        ));
+    }
+    let meta = state
+        .pail
+        .alter_topic(&topic, &settings, req.partitions)
+        .await?;
+    Ok(Json(TopicAltered {
+        topic: meta.name.to_string(),
+        config: TopicSettings::from(&meta.config),
+    }))
+}
+
+/// Delete a topic and its records (`pail topic delete`). A topic created again under the name
+/// continues the old offsets under a new id; writers and readers of the old one are refused.
+#[utoipa::path(delete, path = "/v1/topics/{topic}", tag = "topics",
+    params(("topic" = String, Path, description = "Topic name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid topic name", body = ErrorBody),
+        (status = 404, description = "No such topic", body = ErrorBody),
+        (status = 409, description = "Another change won a race; read and try again", body = ErrorBody),
+        StoreErrors,
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.pail.delete_topic(&topic).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
