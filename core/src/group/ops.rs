@@ -28,6 +28,9 @@ pub enum ResetTo {
     Earliest,
     Latest,
     Offset(u64),
+    /// The first offset whose record's timestamp is at or after this (ms since the Unix epoch),
+    /// or the end of the log when none is (Kafka's `--to-datetime`).
+    Timestamp(i64),
 }
 
 /// A group as `pail group describe` shows it.
@@ -223,6 +226,15 @@ impl Pail {
         to: ResetTo,
     ) -> Result<BTreeMap<TopicPartition, u64>> {
         let meta = self.topic(topic).await?;
+        // Refuse before reading (a timestamp search reads records); the commit checks again.
+        let now = self.clock().now_ms();
+        let live = self.group_state(group).await?.live_members(now).count();
+        if live > 0 {
+            return Err(Error::GroupActive {
+                group: group.to_string(),
+                members: live,
+            });
+        }
         let mut offsets = BTreeMap::new();
         for p in 0..meta.config.partitions {
             let head = self.partition_tip(topic, p).await?;
@@ -233,6 +245,7 @@ impl Pail {
                 ResetTo::Offset(n) => {
                     resolve_offset(topic, p, n, m.log_start_offset, m.next_offset)?
                 }
+                ResetTo::Timestamp(ts) => self.offset_at_time(topic, p, ts).await?,
             };
             offsets.insert(TopicPartition::new(topic, p), offset);
         }
@@ -255,6 +268,33 @@ impl Pail {
         Ok(())
     }
 }
+
+impl Pail {
+    /// The first offset of `topic/p` whose record's timestamp is at or after `ts`, or the end
+    /// of the log. Timestamps need not grow with offsets (create-time), so this reads the
+    /// partition from its start: one fetch per [`TIME_SEARCH_BATCH`] records, an operator's
+    /// command, not a hot path.
+    async fn offset_at_time(&self, topic: &str, p: u32, ts: i64) -> Result<u64> {
+        let limits = crate::log::fetch::FetchLimits {
+            max_records: TIME_SEARCH_BATCH,
+            ..Default::default()
+        };
+        let mut from = crate::log::fetch::OffsetSpec::Earliest;
+        loop {
+            let got = self.fetch(topic, p, from, limits).await?;
+            if let Some(r) = got.records.iter().find(|r| r.timestamp_ms >= ts) {
+                return Ok(r.offset);
+            }
+            if got.records.is_empty() || got.next_offset >= got.high_watermark {
+                return Ok(got.next_offset.max(got.high_watermark));
+            }
+            from = crate::log::fetch::OffsetSpec::At(got.next_offset as i64);
+        }
+    }
+}
+
+/// Records per fetch while searching a partition by timestamp.
+const TIME_SEARCH_BATCH: u32 = 5_000;
 
 fn resolve_offset(topic: &str, p: u32, n: u64, start: u64, end: u64) -> Result<u64> {
     if n < start || n > end {

@@ -140,7 +140,8 @@ fn init_logging() {
         .try_init();
 }
 
-async fn shutdown_signal() {
+/// Resolves at the first SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
