@@ -112,6 +112,13 @@ pub struct ConsumerRecord {
     pub record: StoredRecord,
 }
 
+/// A member id never used before: the client's writer id (which orders members, and so the
+/// assignment, the same way in every replay of a simulation that names its writers), then 128
+/// bits from the operating system (so no id ever comes back, even from a forked process).
+fn new_member_id(pail: &Pail) -> String {
+    format!("m-{}-{}", pail.writer_id(), crate::entropy::attempt_id())
+}
+
 /// What one poll returned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Polled {
@@ -159,7 +166,7 @@ impl Consumer {
     /// Joins `config.group` as a new member.
     pub async fn join(pail: Pail, config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
-        let member_id = format!("m-{}", crate::entropy::attempt_id());
+        let member_id = new_member_id(&pail);
         let mut consumer = Consumer {
             pail,
             config,
@@ -358,7 +365,7 @@ impl Consumer {
         self.pending.lost.extend(self.to_release.iter().cloned());
         self.positions.clear();
         self.to_release.clear();
-        self.member_id = format!("m-{}", crate::entropy::attempt_id());
+        self.member_id = new_member_id(&self.pail);
         self.join_group().await
     }
 

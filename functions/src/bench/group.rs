@@ -39,7 +39,10 @@ pub struct GroupReport {
     pub session_timeout_ms: u64,
     pub renew_interval_ms: u64,
     pub heartbeat_interval_ms: u64,
-    /// Phase 1: join to first record of each member joining at once.
+    /// Phase 1: join to first record of the first member of an empty group.
+    pub join_empty_ms: f64,
+    /// Phase 1: join to first record of each member joining it at once (those that got any
+    /// record before the backlog was read).
     pub join_all_at_once: Percentiles,
     pub group_records_per_s: f64,
     /// Phase 2: join to first record of a member joining a stable group.
@@ -72,6 +75,9 @@ fn config(group: &str, topic: &str, args: &BenchArgs) -> ConsumerConfig {
     if let Some(ms) = args.session_timeout_ms {
         c.session_timeout_ms = ms;
         c.renew_interval_ms = ms / 3;
+    }
+    if let Some(ms) = args.heartbeat_interval_ms {
+        c.heartbeat_interval_ms = ms;
     }
     c
 }
@@ -132,17 +138,25 @@ pub async fn run(store: &Store, topic: &str, args: &BenchArgs) -> anyhow::Result
     let log = Arc::new(Mutex::new(Log::default()));
     let size = |log: &Arc<Mutex<Log>>| lock(log).first.len() as u64;
 
-    // 1. Everyone joins at once and reads the backlog.
+    // 1. One member joins the empty group; once it reads, the others join at once, and
+    //    between them they read the backlog.
     let started = Instant::now();
-    let mut members: Vec<Member> = (0..args.members)
-        .map(|i| start_member(store, cfg.clone(), i, &log))
-        .collect();
+    let mut members = vec![start_member(store, cfg.clone(), 0, &log)];
+    let first_of = |log: &Arc<Mutex<Log>>, i: usize| lock(log).first_record.get(&i).copied();
+    until(patience, "the first member's first record", || {
+        first_of(&log, 0).is_some()
+    })
+    .await?;
+    let join_empty = first_of(&log, 0).unwrap_or_default();
+    members.extend((1..args.members).map(|i| start_member(store, cfg.clone(), i, &log)));
     until(patience, "reading every record", || {
         size(&log) >= args.records
     })
     .await?;
     let seconds = started.elapsed().as_secs_f64();
-    let joins: Vec<Duration> = lock(&log).first_record.values().copied().collect();
+    let joins: Vec<Duration> = (1..args.members)
+        .filter_map(|i| first_of(&log, i))
+        .collect();
     say(
         args,
         &format!("phase 1: {} records in {seconds:.2} s", args.records),
@@ -199,6 +213,7 @@ pub async fn run(store: &Store, topic: &str, args: &BenchArgs) -> anyhow::Result
         session_timeout_ms: cfg.session_timeout_ms,
         renew_interval_ms: cfg.renew_interval_ms,
         heartbeat_interval_ms: cfg.heartbeat_interval_ms,
+        join_empty_ms: join_empty.as_secs_f64() * 1000.0,
         join_all_at_once: Percentiles::of(joins),
         group_records_per_s: args.records as f64 / seconds,
         join_stable_ms: join_stable.as_secs_f64() * 1000.0,
@@ -289,7 +304,8 @@ impl GroupReport {
         let j = &self.join_all_at_once;
         format!(
             "group bench on {} ({} members, {} partitions, {} records; session {} ms, renew {} ms, chain read every {} ms)\n\
-             join to first record, all joining at once   p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms\n\
+             join to first record, into an empty group   {:.0} ms\n\
+             join to first record, {} joining at once     p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms\n\
              join to first record, into a stable group   {:.0} ms\n\
              records/s across the group                  {:.0}\n\
              rebalance after a kill (to first record)    {:.0} ms\n\
@@ -302,6 +318,8 @@ impl GroupReport {
             self.session_timeout_ms,
             self.renew_interval_ms,
             self.heartbeat_interval_ms,
+            self.join_empty_ms,
+            j.count,
             j.p50_ms,
             j.p99_ms,
             j.max_ms,

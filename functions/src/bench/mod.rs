@@ -86,6 +86,10 @@ pub struct BenchArgs {
     /// every third of it.
     #[arg(long, value_parser = crate::cli::values::whole_u64)]
     pub session_timeout_ms: Option<u64>,
+    /// How often members read the group's chain for changes (bench group; default: the
+    /// consumer's, 1 s): owners see a partition is wanted elsewhere this late.
+    #[arg(long, value_parser = crate::cli::values::whole_u64)]
+    pub heartbeat_interval_ms: Option<u64>,
     /// How long chain writes are counted (bench group).
     #[arg(long, default_value_t = 30_000, value_parser = crate::cli::values::whole_u64)]
     pub window_ms: u64,
