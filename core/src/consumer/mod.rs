@@ -423,13 +423,18 @@ impl Consumer {
                 self.pending.lost.push(tp);
             }
         }
-        for tp in fetchable {
-            if !self.positions.contains_key(&tp) {
-                let start = self.start_offset(&tp).await?;
-                self.positions.insert(tp.clone(), start);
-                self.committed.remove(&tp);
-                self.pending.assigned.push(tp);
-            }
+        let new: Vec<TopicPartition> = fetchable
+            .into_iter()
+            .filter(|tp| !self.positions.contains_key(tp))
+            .collect();
+        // At once, not one after another: a member given many partitions would otherwise
+        // wait a round trip per partition before its first fetch.
+        let starts =
+            futures::future::try_join_all(new.iter().map(|tp| self.start_offset(tp))).await?;
+        for (tp, start) in new.into_iter().zip(starts) {
+            self.positions.insert(tp.clone(), start);
+            self.committed.remove(&tp);
+            self.pending.assigned.push(tp);
         }
         Ok(true)
     }
