@@ -100,7 +100,13 @@ fn start_member(store: &Store, cfg: ConsumerConfig, idx: usize, log: &Arc<Mutex<
                 LEAVE => return Ok(c.leave().await?),
                 _ => return Ok(()),
             }
-            let got = c.poll(Duration::from_millis(50)).await?;
+            // A contended chain can miss a write's deadline: the member retries at its next
+            // poll, as `pail consume --group` does.
+            let got = match c.poll(Duration::from_millis(50)).await {
+                Ok(got) => got,
+                Err(e) if e.kind().is_retriable() => continue,
+                Err(e) => return Err(e.into()),
+            };
             let now = Instant::now();
             let mut log = lock(&log);
             if !got.records.is_empty() {
