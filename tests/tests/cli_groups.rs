@@ -437,3 +437,67 @@ fn lag_is_end_minus_committed_and_operators_wait_for_members_to_leave() {
     assert_eq!(pail(s, &["group", "list"]).assert_ok().stdout_text(), "");
     pail(s, &["group", "describe", "billing"]).assert_one_error(1, &["unknown consumer group"]);
 }
+
+/// What a group member cannot do is refused before anything is read or written.
+#[test]
+fn group_options_that_make_no_sense_are_refused() {
+    let local = LocalStore::new();
+    let s = &local.url;
+    create(s, "orders", 2);
+    for (args, needle) in [
+        (
+            vec!["consume", "orders", "--group", "g", "-p", "0"],
+            "--partition",
+        ),
+        (
+            vec!["consume", "orders", "--group", "g", "-o", "5"],
+            "reset-offsets",
+        ),
+        (vec!["consume", "orders", "--instance-id", "i"], "--group"),
+        (
+            vec!["consume", "orders", "--group", "bad/name"],
+            "invalid group name",
+        ),
+        (
+            vec![
+                "consume",
+                "orders",
+                "--group",
+                "g",
+                "--session-timeout-ms",
+                "10",
+            ],
+            "session timeout",
+        ),
+        (
+            vec![
+                "group",
+                "reset-offsets",
+                "g",
+                "--topic",
+                "orders",
+                "--to-datetime",
+                "noon",
+            ],
+            "RFC 3339",
+        ),
+        (
+            vec![
+                "group",
+                "reset-offsets",
+                "g",
+                "--topic",
+                "orders",
+                "--to-offset",
+                "99",
+            ],
+            "out of range",
+        ),
+    ] {
+        let f = pail(s, &args);
+        let code = f.code.unwrap();
+        assert!(code == 1 || code == 2, "{args:?}: {}", f.stderr);
+        f.assert_one_error(code, &[needle]);
+    }
+    assert_eq!(pail(s, &["group", "list"]).assert_ok().stdout_text(), "");
+}
