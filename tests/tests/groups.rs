@@ -302,3 +302,28 @@ async fn offsets_reset_to_a_time_land_on_the_first_record_at_or_after_it(b: Back
     let committed: Vec<Option<u64>> = d.partitions.iter().map(|p| p.committed).collect();
     assert_eq!(committed, vec![Some(1), Some(2)]);
 }
+
+/// A static member's old process still running after a new one took its instance id: the old
+/// one is fenced (Kafka's FENCED_INSTANCE_ID) and must not rejoin and take the partitions back,
+/// or the two would steal them from each other for ever.
+#[tokio::test(start_paused = true)]
+async fn a_replaced_static_member_is_fenced_and_does_not_take_its_place_back() {
+    let store = Store::memory();
+    let pail = paused_client(&store);
+    let topic = topic_with(&pail, 2, 1).await;
+    let cfg = ConsumerConfig {
+        instance_id: Some("host-1".into()),
+        ..config("g", &topic)
+    };
+    let mut old = Consumer::join(paused_client(&store), cfg.clone())
+        .await
+        .unwrap();
+    let new = Consumer::join(paused_client(&store), cfg).await.unwrap();
+    let err = old.commit().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    assert!(err.to_string().contains("host-1"), "{err}");
+    let state = pail.group_state("g").await.unwrap();
+    assert_eq!(state.members.len(), 1);
+    assert_eq!(state.members[0].id, new.member_id());
+    assert_eq!(state.fetchable(new.member_id()).len(), 2);
+}

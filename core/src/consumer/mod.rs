@@ -361,12 +361,38 @@ impl Consumer {
     }
 
     async fn rejoin(&mut self) -> Result<()> {
+        self.refuse_if_replaced().await?;
         self.pending.lost.extend(self.positions.keys().cloned());
         self.pending.lost.extend(self.to_release.iter().cloned());
         self.positions.clear();
         self.to_release.clear();
         self.member_id = new_member_id(&self.pail);
         self.join_group().await
+    }
+
+    /// A static member whose instance id a newer live member now holds was replaced (its
+    /// restart came up while it still ran): it must stop, not rejoin, or the two would take
+    /// the instance from each other for ever (Kafka's FENCED_INSTANCE_ID).
+    async fn refuse_if_replaced(&mut self) -> Result<()> {
+        let Some(instance) = self.config.instance_id.clone() else {
+            return Ok(());
+        };
+        let state = self.pail.group_state(&self.config.group).await?;
+        let now = self.pail.clock().now_ms();
+        let replaced = state
+            .live_members(now)
+            .any(|m| m.id != self.member_id && m.instance_id.as_deref() == Some(instance.as_str()));
+        if replaced {
+            self.positions.clear();
+            self.to_release.clear();
+            return Err(Error::Fenced {
+                chain: format!("group {}", self.config.group),
+                reason: format!(
+                    "instance id {instance} was taken by a newer member; this one must stop"
+                ),
+            });
+        }
+        Ok(())
     }
 
     async fn write(&self, edit: &GroupEdit) -> Result<Arc<GroupState>> {
