@@ -327,3 +327,26 @@ async fn a_replaced_static_member_is_fenced_and_does_not_take_its_place_back() {
     assert_eq!(state.members[0].id, new.member_id());
     assert_eq!(state.fetchable(new.member_id()).len(), 2);
 }
+
+/// A session timeout out of range is refused by name before anything is written, however
+/// short the intervals derived from it.
+#[tokio::test(start_paused = true)]
+async fn a_session_timeout_out_of_range_is_refused_by_name() {
+    let store = Store::memory();
+    let pail = paused_client(&store);
+    let topic = topic_with(&pail, 1, 1).await;
+    for ms in [10, 999, 3_600_001] {
+        let cfg = ConsumerConfig {
+            session_timeout_ms: ms,
+            renew_interval_ms: (ms / 3).max(1),
+            heartbeat_interval_ms: (ms / 4).clamp(1, 1_000),
+            ..config("g", &topic)
+        };
+        let Err(err) = Consumer::join(paused_client(&store), cfg).await else {
+            panic!("{ms} ms accepted");
+        };
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("session timeout"), "{err}");
+    }
+    assert_eq!(pail.group_state("g").await.unwrap().version, 0);
+}

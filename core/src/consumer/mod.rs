@@ -83,6 +83,18 @@ impl ConsumerConfig {
         if self.topics.is_empty() {
             return bad("a consumer subscribes to at least one topic".into());
         }
+        // Before the intervals derived from it, so that a bad timeout is named as such (and
+        // is refused here, not by a join whose deadline it made impossibly short).
+        let (min, max) = (
+            crate::group::edit::SESSION_TIMEOUT_MIN_MS,
+            crate::group::edit::SESSION_TIMEOUT_MAX_MS,
+        );
+        if !(min..=max).contains(&self.session_timeout_ms) {
+            return bad(format!(
+                "the session timeout is {min} to {max} ms, not {}",
+                self.session_timeout_ms
+            ));
+        }
         if self.renew_interval_ms == 0 || self.renew_interval_ms >= self.session_timeout_ms {
             return bad("renew_interval_ms must be at least 1 and below session_timeout_ms".into());
         }

@@ -91,8 +91,11 @@ pub async fn run(pail: &Pail, args: &super::ConsumeArgs, group: &str) -> anyhow:
         crate::kafka::shutdown_signal().await;
         flag.store(true, Ordering::SeqCst);
     });
+    let Some(consumer) = join(pail, config(args, group), &stop).await? else {
+        return Ok(());
+    };
     let mut member = Member {
-        consumer: Consumer::join(pail.clone(), config(args, group)).await?,
+        consumer,
         printer,
         left: args.max.unwrap_or(u64::MAX),
         out: std::io::BufWriter::new(std::io::stdout().lock()),
@@ -113,6 +116,43 @@ pub async fn run(pail: &Pail, args: &super::ConsumeArgs, group: &str) -> anyhow:
     match ended {
         Err(e) if !crate::cli::is_broken_pipe(&e) => Err(e),
         _ => said_goodbye.map_err(Into::into),
+    }
+}
+
+/// Joins, retrying what may heal (a busy store, a contended chain) with backoff, saying so
+/// once; `None` if a signal came first.
+async fn join(
+    pail: &Pail,
+    config: ConsumerConfig,
+    stop: &AtomicBool,
+) -> anyhow::Result<Option<Consumer>> {
+    let mut pause = None;
+    while !stop.load(Ordering::SeqCst) {
+        match Consumer::join(pail.clone(), config.clone()).await {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) if e.kind().is_retriable() => {
+                let next = next_pause(pause, &e);
+                pause = Some(next);
+                tokio::time::sleep(next).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+/// The pause after `last` (none: the first of an episode, which is said on stderr).
+fn next_pause(last: Option<Duration>, e: &Error) -> Duration {
+    match last {
+        Some(p) => (p * 2).min(TROUBLE_BACKOFF_MAX),
+        None => {
+            eprintln!(
+                "pail: warning: {}; retrying with backoff (up to {} s) until it answers",
+                crate::cli::describe(e),
+                TROUBLE_BACKOFF_MAX.as_secs()
+            );
+            TROUBLE_BACKOFF_MIN
+        }
     }
 }
 
@@ -185,17 +225,7 @@ impl<W: Write> Member<W> {
 
     /// Waits before the next poll after a retriable error; the first of an episode says so.
     async fn back_off(&mut self, e: &Error) {
-        let pause = match self.backoff {
-            Some(p) => (p * 2).min(TROUBLE_BACKOFF_MAX),
-            None => {
-                eprintln!(
-                    "pail: warning: {}; retrying with backoff (up to {} s) until it answers",
-                    crate::cli::describe(e),
-                    TROUBLE_BACKOFF_MAX.as_secs()
-                );
-                TROUBLE_BACKOFF_MIN
-            }
-        };
+        let pause = next_pause(self.backoff, e);
         self.backoff = Some(pause);
         tokio::time::sleep(pause).await;
     }
