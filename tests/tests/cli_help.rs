@@ -60,6 +60,11 @@ fn a_missing_argument_is_named() {
         (vec!["topic", "create", "t"], "--partitions <PARTITIONS>"),
         (vec!["topic", "describe"], "<NAME>"),
         (vec!["completions"], "<SHELL>"),
+        (vec!["group", "describe"], "<GROUP>"),
+        (
+            vec!["group", "reset-offsets", "g", "--topic", "t"],
+            "--to-earliest|--to-latest",
+        ),
     ] {
         let (f, cwd) = bare(&args);
         let line = f.assert_one_error(2, &["required arguments were not provided", needle]);

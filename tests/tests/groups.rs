@@ -13,6 +13,7 @@ on_every_store!(
     members_split_the_partitions_and_read_every_record_once,
     lag_is_the_end_offset_minus_the_committed_offset,
     thirty_two_members_join_at_once_without_giving_up,
+    offsets_reset_to_a_time_land_on_the_first_record_at_or_after_it,
 );
 
 fn config(group: &str, topic: &str) -> ConsumerConfig {
@@ -263,4 +264,89 @@ async fn a_static_member_restarting_keeps_its_partitions() {
         .unwrap();
     assert_eq!(again.assignment(), had);
     assert_eq!(again.generation(), generation, "no rebalance");
+}
+
+/// `--to-datetime`: the first record whose timestamp is at or after the time, per partition,
+/// even when timestamps do not grow with offsets; the end of the log when none is.
+async fn offsets_reset_to_a_time_land_on_the_first_record_at_or_after_it(b: Backend) {
+    let Some(ts) = TestStore::new(b).await else {
+        return;
+    };
+    let pail = ts.client();
+    let topic = pail_tests::unique("grp-");
+    pail.create_topic(&topic, TopicConfig::new(2))
+        .await
+        .unwrap();
+    let at = |t: i64| Record {
+        timestamp_ms: Some(t),
+        ..Record::from_value(format!("{t}"))
+    };
+    let base = 1_700_000_000_000;
+    let p0 = vec![at(base), at(base + 30), at(base + 10), at(base + 40)];
+    pail.append(&topic, 0, p0).await.unwrap();
+    pail.append(&topic, 1, vec![at(base), at(base + 5)])
+        .await
+        .unwrap();
+    let group = pail_tests::unique("g");
+    let set = pail
+        .reset_group_offsets(
+            &group,
+            &topic,
+            pail_core::group::ResetTo::Timestamp(base + 20),
+        )
+        .await
+        .unwrap();
+    let got: Vec<u64> = set.values().copied().collect();
+    assert_eq!(got, vec![1, 2]);
+    let d = pail.describe_group(&group).await.unwrap();
+    let committed: Vec<Option<u64>> = d.partitions.iter().map(|p| p.committed).collect();
+    assert_eq!(committed, vec![Some(1), Some(2)]);
+}
+
+/// A static member's old process still running after a new one took its instance id: the old
+/// one is fenced (Kafka's FENCED_INSTANCE_ID) and must not rejoin and take the partitions back,
+/// or the two would steal them from each other for ever.
+#[tokio::test(start_paused = true)]
+async fn a_replaced_static_member_is_fenced_and_does_not_take_its_place_back() {
+    let store = Store::memory();
+    let pail = paused_client(&store);
+    let topic = topic_with(&pail, 2, 1).await;
+    let cfg = ConsumerConfig {
+        instance_id: Some("host-1".into()),
+        ..config("g", &topic)
+    };
+    let mut old = Consumer::join(paused_client(&store), cfg.clone())
+        .await
+        .unwrap();
+    let new = Consumer::join(paused_client(&store), cfg).await.unwrap();
+    let err = old.commit().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    assert!(err.to_string().contains("host-1"), "{err}");
+    let state = pail.group_state("g").await.unwrap();
+    assert_eq!(state.members.len(), 1);
+    assert_eq!(state.members[0].id, new.member_id());
+    assert_eq!(state.fetchable(new.member_id()).len(), 2);
+}
+
+/// A session timeout out of range is refused by name before anything is written, however
+/// short the intervals derived from it.
+#[tokio::test(start_paused = true)]
+async fn a_session_timeout_out_of_range_is_refused_by_name() {
+    let store = Store::memory();
+    let pail = paused_client(&store);
+    let topic = topic_with(&pail, 1, 1).await;
+    for ms in [10, 999, 3_600_001] {
+        let cfg = ConsumerConfig {
+            session_timeout_ms: ms,
+            renew_interval_ms: (ms / 3).max(1),
+            heartbeat_interval_ms: (ms / 4).clamp(1, 1_000),
+            ..config("g", &topic)
+        };
+        let Err(err) = Consumer::join(paused_client(&store), cfg).await else {
+            panic!("{ms} ms accepted");
+        };
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("session timeout"), "{err}");
+    }
+    assert_eq!(pail.group_state("g").await.unwrap().version, 0);
 }

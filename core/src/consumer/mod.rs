@@ -83,6 +83,18 @@ impl ConsumerConfig {
         if self.topics.is_empty() {
             return bad("a consumer subscribes to at least one topic".into());
         }
+        // Before the intervals derived from it, so that a bad timeout is named as such (and
+        // is refused here, not by a join whose deadline it made impossibly short).
+        let (min, max) = (
+            crate::group::edit::SESSION_TIMEOUT_MIN_MS,
+            crate::group::edit::SESSION_TIMEOUT_MAX_MS,
+        );
+        if !(min..=max).contains(&self.session_timeout_ms) {
+            return bad(format!(
+                "the session timeout is {min} to {max} ms, not {}",
+                self.session_timeout_ms
+            ));
+        }
         if self.renew_interval_ms == 0 || self.renew_interval_ms >= self.session_timeout_ms {
             return bad("renew_interval_ms must be at least 1 and below session_timeout_ms".into());
         }
@@ -110,6 +122,13 @@ pub struct ConsumerRecord {
     pub topic: String,
     pub partition: u32,
     pub record: StoredRecord,
+}
+
+/// A member id never used before: the client's writer id (which orders members, and so the
+/// assignment, the same way in every replay of a simulation that names its writers), then 128
+/// bits from the operating system (so no id ever comes back, even from a forked process).
+fn new_member_id(pail: &Pail) -> String {
+    format!("m-{}-{}", pail.writer_id(), crate::entropy::attempt_id())
 }
 
 /// What one poll returned.
@@ -159,7 +178,7 @@ impl Consumer {
     /// Joins `config.group` as a new member.
     pub async fn join(pail: Pail, config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
-        let member_id = format!("m-{}", crate::entropy::attempt_id());
+        let member_id = new_member_id(&pail);
         let mut consumer = Consumer {
             pail,
             config,
@@ -354,12 +373,38 @@ impl Consumer {
     }
 
     async fn rejoin(&mut self) -> Result<()> {
+        self.refuse_if_replaced().await?;
         self.pending.lost.extend(self.positions.keys().cloned());
         self.pending.lost.extend(self.to_release.iter().cloned());
         self.positions.clear();
         self.to_release.clear();
-        self.member_id = format!("m-{}", crate::entropy::attempt_id());
+        self.member_id = new_member_id(&self.pail);
         self.join_group().await
+    }
+
+    /// A static member whose instance id a newer live member now holds was replaced (its
+    /// restart came up while it still ran): it must stop, not rejoin, or the two would take
+    /// the instance from each other for ever (Kafka's FENCED_INSTANCE_ID).
+    async fn refuse_if_replaced(&mut self) -> Result<()> {
+        let Some(instance) = self.config.instance_id.clone() else {
+            return Ok(());
+        };
+        let state = self.pail.group_state(&self.config.group).await?;
+        let now = self.pail.clock().now_ms();
+        let replaced = state
+            .live_members(now)
+            .any(|m| m.id != self.member_id && m.instance_id.as_deref() == Some(instance.as_str()));
+        if replaced {
+            self.positions.clear();
+            self.to_release.clear();
+            return Err(Error::Fenced {
+                chain: format!("group {}", self.config.group),
+                reason: format!(
+                    "instance id {instance} was taken by a newer member; this one must stop"
+                ),
+            });
+        }
+        Ok(())
     }
 
     async fn write(&self, edit: &GroupEdit) -> Result<Arc<GroupState>> {
@@ -416,13 +461,18 @@ impl Consumer {
                 self.pending.lost.push(tp);
             }
         }
-        for tp in fetchable {
-            if !self.positions.contains_key(&tp) {
-                let start = self.start_offset(&tp).await?;
-                self.positions.insert(tp.clone(), start);
-                self.committed.remove(&tp);
-                self.pending.assigned.push(tp);
-            }
+        let new: Vec<TopicPartition> = fetchable
+            .into_iter()
+            .filter(|tp| !self.positions.contains_key(tp))
+            .collect();
+        // At once, not one after another: a member given many partitions would otherwise
+        // wait a round trip per partition before its first fetch.
+        let starts =
+            futures::future::try_join_all(new.iter().map(|tp| self.start_offset(tp))).await?;
+        for (tp, start) in new.into_iter().zip(starts) {
+            self.positions.insert(tp.clone(), start);
+            self.committed.remove(&tp);
+            self.pending.assigned.push(tp);
         }
         Ok(true)
     }

@@ -28,6 +28,9 @@ pub enum ResetTo {
     Earliest,
     Latest,
     Offset(u64),
+    /// The first offset whose record's timestamp is at or after this (ms since the Unix epoch),
+    /// or the end of the log when none is (Kafka's `--to-datetime`).
+    Timestamp(i64),
 }
 
 /// A group as `pail group describe` shows it.
@@ -223,6 +226,15 @@ impl Pail {
         to: ResetTo,
     ) -> Result<BTreeMap<TopicPartition, u64>> {
         let meta = self.topic(topic).await?;
+        // Refuse before reading (a timestamp search reads records); the commit checks again.
+        let now = self.clock().now_ms();
+        let live = self.group_state(group).await?.live_members(now).count();
+        if live > 0 {
+            return Err(Error::GroupActive {
+                group: group.to_string(),
+                members: live,
+            });
+        }
         let mut offsets = BTreeMap::new();
         for p in 0..meta.config.partitions {
             let head = self.partition_tip(topic, p).await?;
@@ -233,6 +245,7 @@ impl Pail {
                 ResetTo::Offset(n) => {
                     resolve_offset(topic, p, n, m.log_start_offset, m.next_offset)?
                 }
+                ResetTo::Timestamp(ts) => self.offset_at_time(topic, p, ts).await?,
             };
             offsets.insert(TopicPartition::new(topic, p), offset);
         }
@@ -253,6 +266,17 @@ impl Pail {
         }
         self.group_commit(group, &GroupEdit::Delete, None).await?;
         Ok(())
+    }
+}
+
+impl Pail {
+    /// The first offset of `topic/p` whose record's timestamp is at or after `ts` (lookup by
+    /// time, `crate::log::time`: O(log segments) reads), or the end of the log.
+    async fn offset_at_time(&self, topic: &str, p: u32, ts: i64) -> Result<u64> {
+        match self.offset_for_time(topic, p, ts).await? {
+            Some(found) => Ok(found.offset),
+            None => Ok(self.partition_tip(topic, p).await?.state.next_offset),
+        }
     }
 }
 

@@ -218,3 +218,44 @@ proptest! {
         }
     }
 }
+
+/// A version's size with realistic ids (a consumer's member ids are about 52 bytes, writer
+/// and commit ids 16 and 32), every partition owned and committed, as docs/architecture.md §12
+/// states it: the bound checked here is the one documented there.
+fn version_bytes(members: usize, partitions: u32) -> usize {
+    let id = |i: usize| format!("m-{i:016x}-{:032x}", i);
+    let mut s = genesis();
+    for i in 0..members {
+        s = step(&s, &join(&id(i), None, partitions), i as i64);
+    }
+    // Settle the handovers, then commit a 9-digit offset on every partition.
+    for _ in 0..2 {
+        for i in 0..members {
+            s = step(&s, &heartbeat(&s, &id(i), Vec::new()), 100);
+        }
+    }
+    for i in 0..members {
+        let mine = s.fetchable(&id(i));
+        let offsets = mine
+            .iter()
+            .map(|tp| commit(tp.partition, 123_456_789))
+            .collect();
+        s = step(&s, &heartbeat(&s, &id(i), offsets), 200);
+    }
+    s.writer = "0123456789abcdef".into();
+    s.commit_id = format!("{:032x}", 1);
+    s.prev_commit_id = s.commit_id.clone();
+    s.encode().unwrap().len()
+}
+
+#[test]
+fn version_size_grows_linearly_in_members_and_partitions() {
+    for (m, p) in [(1, 1), (4, 8), (32, 64), (32, 1024), (100, 1000)] {
+        let bytes = version_bytes(m, p);
+        eprintln!("{m} members, {p} partitions: {bytes} bytes");
+        assert!(
+            bytes <= 400 + 200 * m + 170 * p as usize,
+            "{m} x {p}: {bytes}"
+        );
+    }
+}

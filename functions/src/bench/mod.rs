@@ -4,6 +4,7 @@
 //! by type with their cost per GB at S3 list prices; progress on stderr while it runs; a table on
 //! stdout and, with `--json`, the same as JSON. Method and results: `docs/BENCHMARKS.md`.
 
+mod group;
 mod report;
 
 use bytes::Bytes;
@@ -30,6 +31,9 @@ pub enum Mode {
     Consume,
     /// Producers and tailing consumers at once: end-to-end latency.
     E2e,
+    /// A consumer group: join latency, records/s across members, rebalance after a kill,
+    /// chain writes per member-hour.
+    Group,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +79,20 @@ pub struct BenchArgs {
     /// acknowledgement latency (0: skip).
     #[arg(long, default_value_t = 400, value_parser = crate::cli::values::whole_usize)]
     pub reference_puts: usize,
+    /// Group members (bench group).
+    #[arg(long, default_value_t = 4, value_parser = crate::cli::values::whole_usize)]
+    pub members: usize,
+    /// Members' session timeout (bench group; default: the consumer's, 45 s); renewals come
+    /// every third of it.
+    #[arg(long, value_parser = crate::cli::values::whole_u64)]
+    pub session_timeout_ms: Option<u64>,
+    /// How often members read the group's chain for changes (bench group; default: the
+    /// consumer's, 1 s): owners see a partition is wanted elsewhere this late.
+    #[arg(long, value_parser = crate::cli::values::whole_u64)]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// How long chain writes are counted (bench group).
+    #[arg(long, default_value_t = 30_000, value_parser = crate::cli::values::whole_u64)]
+    pub window_ms: u64,
     /// Seed of the simulated store's latencies.
     #[arg(long, default_value_t = 1, value_parser = crate::cli::values::whole_u64)]
     pub seed: u64,
@@ -123,10 +141,20 @@ pub async fn run(store_url: &str, args: BenchArgs) -> anyhow::Result<()> {
     if !args.quiet {
         eprintln!("bench topic {topic} on {}", store.location());
     }
+    if args.mode == Mode::Group {
+        anyhow::ensure!(args.members > 0, "--members must be positive");
+        let report = group::run(&store, &topic, &args).await?;
+        print!("{}", report.table());
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
     let report = match args.mode {
         Mode::Produce => produce_only(&store, &topic, &args).await?,
         Mode::Consume => produce_then_consume(&store, &topic, &args).await?,
         Mode::E2e => end_to_end(&store, &topic, &args).await?,
+        Mode::Group => unreachable!("handled above"),
     };
     let mut report = report;
     if args.reference_puts > 0 {

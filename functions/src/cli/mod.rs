@@ -7,6 +7,8 @@
 //! pail [--store URL] produce TOPIC [-p P] [-K SEP] [-H NAME=VALUE]... [--format text|json]
 //! pail [--store URL] consume TOPIC [-p P] [-o OFFSET] [-c N] [-K SEP | -f PATTERN]
 //!                                  [--format text|json] [--follow]
+//! pail [--store URL] consume TOPIC --group G [--instance-id ID] [--session-timeout-ms MS] [-c N]
+//! pail [--store URL] group list|describe G|reset-offsets G --topic T --to-...|delete G
 //! pail [--store URL] serve [--listen ADDR]
 //! pail [--store URL] doctor [--topic T] [--format text|json] [--repair]
 //! pail [--store URL] maintain [--topic T] [--dry-run] [--grace-ms MS] [--format text|json]
@@ -23,6 +25,7 @@ mod alter;
 mod completions;
 mod consume;
 mod doctor;
+mod group;
 mod maintain;
 mod produce;
 mod run_consumer;
@@ -63,6 +66,16 @@ Examples:
     Produce(produce::ProduceArgs),
     /// Print a topic's records.
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  pail group list
+  pail group describe billing
+  pail group reset-offsets billing --topic orders --to-earliest"
+    )]
+    Group(group::GroupCommand),
     /// Serve the HTTP API (bearer token from PAIL_TOKEN; without one, loopback only).
     #[command(after_help = "\
 Examples:
@@ -162,6 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             args.check()?;
             consume::run(&open(&cli.store, false).await?, args).await
         }
+        Command::Group(cmd) => group::run(&open(&cli.store, false).await?, cmd).await,
         Command::Serve(args) => serve::run(&open(&cli.store, true).await?, args).await,
         Command::Doctor(args) => {
             let repair = args.repair;

@@ -11,6 +11,7 @@
 //! is 1 at the end. A store that does not answer (a retriable error) ends the command, except
 //! with `--follow`, which backs off and tries again, saying so once per episode.
 
+mod group;
 mod offset;
 pub mod template;
 
@@ -41,7 +42,9 @@ Examples:
   pail consume orders -o -10 -K ': '            the last ten records of each partition, keyed
   pail consume orders -o @2026-12-07T09:00:00Z  from the first record stamped 09:00 UTC or later
   pail consume orders -f '%p/%o %T %k=%s\\n'     partition/offset, timestamp, key=value
-  pail consume orders --follow --format json    every record as JSON, then new ones as they come")]
+  pail consume orders --follow --format json    every record as JSON, then new ones as they come
+  pail consume orders --group billing           share the partitions with the group's other members
+  pail consume orders --group billing --instance-id host-1 -c 100")]
 pub struct ConsumeArgs {
     pub topic: String,
     /// Read only this partition (default: every partition, one block after another).
@@ -75,11 +78,14 @@ pub struct ConsumeArgs {
     pub format_string: Option<Template>,
     #[command(flatten)]
     pub format: FormatArg,
+    #[command(flatten)]
+    pub group: group::GroupArgs,
 }
 
 impl ConsumeArgs {
     /// Refuses option combinations clap cannot express, before the store is opened.
     pub fn check(&self) -> Result<(), UsageError> {
+        group::check(self)?;
         Printer::new(self).map(|_| ())
     }
 }
@@ -170,6 +176,9 @@ struct Reader<'a> {
 }
 
 pub async fn run(pail: &Pail, args: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(name) = &args.group.group {
+        return group::run(pail, &args, name).await;
+    }
     let printer = Printer::new(&args)?;
     let meta = pail.topic(&args.topic).await?;
     let partitions: Vec<u32> = match args.partition {
