@@ -137,6 +137,7 @@ pub async fn examine<C: Chain>(chain: &C) -> Result<Exam<C::State>> {
         .await?;
     let mut walk = Walk::new(chain, &entries);
     walk.follow();
+    walk.judge_gaps();
     let hint_key = chain.hint_key();
     let hint = chain.store().get(&hint_key).await?;
     let hinted = hint.as_deref().and_then(|b| tip::parse_hint(chain, b));
@@ -216,6 +217,9 @@ struct Walk<'a, C: Chain> {
     broken: bool,
     head: Version<C::State>,
     findings: Vec<Finding>,
+    /// Gaps found while following, judged once the head is known (maintenance removes
+    /// versions on purpose): the finding, the missing versions, and the object after them.
+    gaps: Vec<(Finding, u64, u64, usize)>,
 }
 
 impl<'a, C: Chain> Walk<'a, C> {
@@ -235,6 +239,7 @@ impl<'a, C: Chain> Walk<'a, C> {
             broken: false,
             head: chain.genesis(),
             findings: Vec::new(),
+            gaps: Vec::new(),
         }
     }
 
@@ -301,7 +306,6 @@ impl<'a, C: Chain> Walk<'a, C> {
         let Some(found) = entry.number.filter(|&n| n > number + 1) else {
             return; // Adjacent: the link check says what is wrong.
         };
-        self.broken = true;
         let last = self.members.last().map(|&i| &self.entries[i].meta.location);
         let key = match (prev, last) {
             (Some(p), _) => self.chain.next_key(&p.state).to_string(),
@@ -314,7 +318,7 @@ impl<'a, C: Chain> Walk<'a, C> {
         };
         let held = self.chain.describe_between(prev.map(|p| &*p.state), before);
         let versions = versions_text(number + 1, found - 1);
-        self.findings.push(Finding {
+        let finding = Finding {
             chain: self.chain.describe(),
             key,
             problem: Problem::Missing,
@@ -326,7 +330,35 @@ impl<'a, C: Chain> Walk<'a, C> {
             action: RESTORE.into(),
             repairable: false,
             object: None,
-        });
+        };
+        self.gaps.push((finding, number + 1, found - 1, next));
+    }
+
+    /// Reports the gaps the head does not account for.
+    fn judge_gaps(&mut self) {
+        for (finding, first, last, next) in std::mem::take(&mut self.gaps) {
+            let after = match &self.entries[next].status {
+                Status::Readable(v) => Some(&*v.state),
+                _ => None,
+            };
+            if !self
+                .chain
+                .absent_by_design(&self.head.state, first, last, after)
+            {
+                self.broken = true;
+                self.findings.push(finding);
+            }
+        }
+    }
+
+    /// True for an object off the chain that the head accounts for.
+    fn accounted(&self, i: usize) -> bool {
+        let entry = &self.entries[i];
+        !self.on_chain[i]
+            && !matches!(entry.status, Status::Gone)
+            && self
+                .chain
+                .accounted_off_chain(&self.head.state, &entry.meta.location)
     }
 
     fn broken_link(&mut self, entry: &Entry<C::State>, number: u64, reason: String) {
@@ -439,7 +471,7 @@ impl<'a, C: Chain> Walk<'a, C> {
     /// Judges every object off the chain.
     fn judge_strays(&mut self) {
         for (i, entry) in self.entries.iter().enumerate() {
-            if self.on_chain[i] {
+            if self.on_chain[i] || self.accounted(i) {
                 continue;
             }
             let (problem, detail, action, repairable) = match &entry.status {
@@ -550,12 +582,15 @@ impl<'a, C: Chain> Walk<'a, C> {
         if self.broken || self.head.is_genesis() {
             return;
         }
-        let sizes: Vec<u64> = self
+        let extra = (0..self.entries.len()).filter(|&i| self.accounted(i));
+        let objects: Vec<(&Path, u64)> = self
             .members
             .iter()
-            .map(|&i| self.entries[i].meta.size)
+            .copied()
+            .chain(extra)
+            .map(|i| (&self.entries[i].meta.location, self.entries[i].meta.size))
             .collect();
-        if let Err(reason) = self.chain.check_totals(&self.head, &sizes) {
+        if let Err(reason) = self.chain.check_totals(&self.head, &objects) {
             let key = self
                 .chain
                 .key_of(&self.head.state)

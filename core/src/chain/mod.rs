@@ -155,10 +155,34 @@ pub trait Chain: Send + Sync {
         }
     }
 
-    /// Checks `head`'s own account of the chain (counts, sizes) against the objects on the
-    /// chain up to it, given as their sizes in chain order. Nothing to check by default.
-    fn check_totals(&self, _head: &Version<Self::State>, _sizes: &[u64]) -> Result<(), String> {
+    /// Checks `head`'s own account of the chain (counts, sizes) against the objects the
+    /// doctor found for it: those on the chain and those [`Chain::accounted_off_chain`], as
+    /// (key, size). Nothing to check by default.
+    fn check_totals(
+        &self,
+        _head: &Version<Self::State>,
+        _objects: &[(&Path, u64)],
+    ) -> Result<(), String> {
         Ok(())
+    }
+
+    /// True when versions `first..=last`, absent from the store and followed by `next` (when
+    /// it reads), were removed on purpose as `head` records (retention, compaction), rather
+    /// than lost. False by default: every gap is damage.
+    fn absent_by_design(
+        &self,
+        _head: &Self::State,
+        _first: u64,
+        _last: u64,
+        _next: Option<&Self::State>,
+    ) -> bool {
+        false
+    }
+
+    /// True for an object off the chain that `head` accounts for (a merged segment that
+    /// replaced a run of versions). False by default.
+    fn accounted_off_chain(&self, _head: &Self::State, _key: &Path) -> bool {
+        false
     }
 
     /// What the versions after `after` and before `before` held, in words, for a message about

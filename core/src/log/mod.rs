@@ -400,18 +400,43 @@ impl Chain for Part<'_> {
         })
     }
 
-    fn check_totals(&self, head: &Tip, sizes: &[u64]) -> Result<(), String> {
+    /// Counts the live objects (as maintenance judges them: merged segments, versions after
+    /// the compaction watermark, nothing below the log start) against the head's counters.
+    fn check_totals(&self, head: &Tip, objects: &[(&Path, u64)]) -> Result<(), String> {
         let m = &head.state;
-        let (segments, bytes) = (sizes.len() as u64, sizes.iter().sum::<u64>());
+        let live: Vec<u64> = objects
+            .iter()
+            .filter(|(key, _)| live_as_of(m, key))
+            .map(|(_, size)| *size)
+            .collect();
+        let (segments, bytes) = (live.len() as u64, live.iter().sum::<u64>());
         if m.prior_segments + 1 != segments || m.prior_bytes + head.size != bytes {
             return Err(format!(
                 "the newest manifest counts {} segments of {} bytes, the store holds {segments} \
-                 of {bytes} bytes on the chain",
+                 of {bytes} bytes live",
                 m.prior_segments + 1,
                 m.prior_bytes + head.size
             ));
         }
         Ok(())
+    }
+
+    /// Retention drops whole versions below the log start; compaction replaces versions up to
+    /// its watermark with merged segments.
+    fn absent_by_design(
+        &self,
+        head: &PartitionManifest,
+        _first: u64,
+        last: u64,
+        next: Option<&PartitionManifest>,
+    ) -> bool {
+        last <= head.compacted_through
+            || next.is_some_and(|n| n.base_offset <= head.log_start_offset)
+    }
+
+    fn accounted_off_chain(&self, head: &PartitionManifest, key: &Path) -> bool {
+        keys::parse_segment_object(key)
+            .is_some_and(|k| k.first_version != k.last_version && live_as_of(head, key))
     }
 
     fn describe_between(
@@ -436,4 +461,17 @@ fn corrupt_reason(e: Error) -> String {
         Error::Corrupt { reason, .. } => reason,
         other => other.to_string(),
     }
+}
+
+/// Whether the object at `key` is live as of `head` (`maintain::inventory`'s rule).
+fn live_as_of(head: &PartitionManifest, key: &Path) -> bool {
+    keys::parse_segment_object(key).is_some_and(|seg| {
+        let object = crate::maintain::inventory::Object {
+            key: key.clone(),
+            seg,
+            size: 0,
+            modified_ms: 0,
+        };
+        crate::maintain::inventory::Inventory::is_live(&object, head)
+    })
 }

@@ -28,7 +28,7 @@
 mod compaction;
 pub mod delta;
 pub mod groups;
-mod inventory;
+pub(crate) mod inventory;
 mod retention;
 
 use object_store::path::Path;
