@@ -151,11 +151,10 @@ fn maintenance_under_load_keeps_every_invariant() {
     eprintln!("{merged} merges, {skips} tailer skips over all seeds");
 }
 
-/// Open: on seed 13 the final counters say 4 live segments where the folder holds 5 live ones
-/// (two merged segments and three chain versions), after passes racing under faults. Not yet
-/// understood; replay with `cargo test -p pail-tests --test sim_maintain -- --ignored`.
+/// Seed 13 (and seed 0 once the Delta sync joined the pass) ended with a merged object that a
+/// fault kept from being written: its originals stayed while the counters had swapped them.
+/// A pass now rebuilds missing merged objects before the Delta sync, whatever the table names.
 #[test]
-#[ignore = "open bug: counters drift by one on seed 13"]
 fn seed_13_counters_match_the_objects() {
     let (journal, _) = run(13);
     audit(13, &journal);

@@ -248,9 +248,55 @@ async fn create(part: Part<'_>, m: &PartitionManifest, bytes: Bytes) -> Result<(
     Ok(())
 }
 
-/// Deletes the originals of compactions whose grace period has passed (building a merged
-/// object first if a crash left it missing), then commits the cleanup. A compaction whose
-/// originals the Delta table still names (`named`) waits for a later pass.
+/// Creates the merged objects that compactions committed but a crash (or a failed PUT) left
+/// unwritten. Runs before the Delta sync: the table swaps a run in only once its merged file
+/// exists, and the originals are deleted only once the table no longer names them, so a
+/// merged object rebuilt only after the sync would wait a whole pass, and one rebuilt only
+/// when its originals could be deleted would never be. One LIST when a swap is pending.
+pub(super) async fn rebuild_missing(
+    pail: &Pail,
+    meta: &TopicMeta,
+    part: Part<'_>,
+    opts: MaintainOptions,
+) -> Result<()> {
+    let tip = pail
+        .partition_tip(meta.name.as_str(), part.partition)
+        .await?;
+    if tip.state.superseded.is_empty() {
+        return Ok(());
+    }
+    let inventory = Inventory::list(part).await?;
+    for s in &tip.state.superseded {
+        if inventory.merged(s.first_version, s.last_version).is_some() {
+            continue;
+        }
+        let originals = inventory.originals(s.first_version, s.last_version);
+        if originals.len() as u64 != s.last_version - s.first_version + 1 {
+            continue; // neither the merged object nor every original: leave it to doctor
+        }
+        let next_offset = inventory
+            .objects
+            .iter()
+            .find(|o| o.seg.first_version == s.last_version + 1)
+            .map_or(tip.state.base_offset, |o| o.seg.base_offset);
+        let run = Run {
+            originals,
+            base_offset: s.base_offset,
+            next_offset,
+        };
+        let Some((manifest, bytes)) = build(part, meta, &run).await? else {
+            continue;
+        };
+        if !opts.dry_run {
+            create(part, &manifest, bytes).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the originals of compactions whose grace period has passed and whose merged object
+/// exists ([`rebuild_missing`] writes a missing one), then commits the cleanup. A compaction
+/// whose originals the Delta table still names (`named`) waits for a later pass.
 pub(super) async fn clean(
     pail: &Pail,
     meta: &TopicMeta,
@@ -277,29 +323,12 @@ pub(super) async fn clean(
     let mut cleaned = Vec::new();
     for s in due {
         let originals = inventory.originals(s.first_version, s.last_version);
-        if originals.iter().any(|o| named.contains(&o.key)) {
+        // Without the merged object (not rebuilt yet) the originals are still the data; while
+        // the Delta table names one, its readers still need it: the next pass deletes them.
+        if inventory.merged(s.first_version, s.last_version).is_none()
+            || originals.iter().any(|o| named.contains(&o.key))
+        {
             continue;
-        }
-        if inventory.merged(s.first_version, s.last_version).is_none() {
-            let next_offset = inventory
-                .objects
-                .iter()
-                .find(|o| o.seg.first_version == s.last_version + 1)
-                .map_or(tip.state.base_offset, |o| o.seg.base_offset);
-            let run = Run {
-                originals: originals.clone(),
-                base_offset: s.base_offset,
-                next_offset,
-            };
-            if run.originals.len() as u64 != s.last_version - s.first_version + 1 {
-                continue; // neither the merged object nor every original: leave it to doctor
-            }
-            let Some((manifest, bytes)) = build(part, meta, &run).await? else {
-                continue;
-            };
-            if !opts.dry_run {
-                create(part, &manifest, bytes).await?;
-            }
         }
         delete(pail, &originals, opts, report).await?;
         cleaned.push(s.last_version);
