@@ -74,7 +74,7 @@ impl Default for ProducerConfig {
         ProducerConfig {
             linger_ms: 5,
             // Measured on sim:s3-standard at 1 MB/s per partition (docs/BENCHMARKS.md): about
-            // $0.0195-0.0199 per GB in requests with ack p99 near 400 ms; 250 ms / 256 KiB cost $0.023.
+            // $0.0195-0.0199 per GB in requests, ack p99 near 400 ms; 250 ms / 256 KiB: $0.023.
             linger_max_ms: 300,
             linger_until_bytes: 512 * 1024,
             batch_records_max: 10_000,
