@@ -196,7 +196,18 @@ async fn read_from(
                 Some(newer) => {
                     part.caches.note_progress(part.topic, part.partition);
                     part.offer(&newer);
-                    out.high_watermark = newer.state.next_offset;
+                    // The log went on while this reader stood at its end: before handing out
+                    // records of versions it missed, judge its position against the latest
+                    // log start, which retention may have moved past it meanwhile (the
+                    // dropped objects can outlive the commit a while). 1 GET when `newer` is
+                    // the head; a record below a log start committed before the fetch began
+                    // is never returned.
+                    let head = tip::latest(&part).await?.tip;
+                    out.high_watermark = head.state.next_offset;
+                    out.log_start_offset = head.state.log_start_offset;
+                    if out.next_offset < head.state.log_start_offset {
+                        return Err(out_of_range(part, out.next_offset, &head));
+                    }
                     tip = newer;
                     end_confirmed = false;
                     continue;
@@ -210,13 +221,7 @@ async fn read_from(
                     out.log_start_offset = tip.state.log_start_offset;
                     end_confirmed = true;
                     if out.next_offset < tip.state.log_start_offset {
-                        return Err(Error::OffsetOutOfRange {
-                            topic: part.topic.to_string(),
-                            partition: part.partition,
-                            offset: out.next_offset as i64,
-                            log_start: tip.state.log_start_offset,
-                            next: tip.state.next_offset,
-                        });
+                        return Err(out_of_range(part, out.next_offset, &tip));
                     }
                     continue;
                 }
@@ -228,6 +233,16 @@ async fn read_from(
             return Ok(());
         }
         current = Some((key, footer));
+    }
+}
+
+fn out_of_range(part: Part<'_>, offset: u64, head: &Tip) -> Error {
+    Error::OffsetOutOfRange {
+        topic: part.topic.to_string(),
+        partition: part.partition,
+        offset: offset as i64,
+        log_start: head.state.log_start_offset,
+        next: head.state.next_offset,
     }
 }
 
