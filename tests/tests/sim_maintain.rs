@@ -160,6 +160,16 @@ fn seed_13_counters_match_the_objects() {
     audit(13, &journal);
 }
 
+/// Seed 38: a tailer paused at its end while retention moved the log start past it, then
+/// followed its cached tip's successor (not yet deleted) and returned a record below a log
+/// start committed before its fetch. A reader that finds the log went on now checks the
+/// latest log start first.
+#[test]
+fn seed_38_never_delivers_below_the_log_start() {
+    let (journal, _) = run(38);
+    audit(38, &journal);
+}
+
 #[test]
 fn a_maintenance_seed_replays_exactly() {
     let (a, fa) = run(3);
