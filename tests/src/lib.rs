@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod cli;
+pub mod sim;
 
 use object_store::ObjectStore;
 use pail_core::storage::faults::{Faults, FaultyStore};

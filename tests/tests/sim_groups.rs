@@ -19,12 +19,12 @@
 //! the same way in every replay.
 #![allow(clippy::unwrap_used)]
 
-use object_store::ObjectStore;
 use pail_core::consumer::{Consumer, ConsumerConfig, OffsetReset};
 use pail_core::group::GroupState;
-use pail_core::storage::faults::{Fault, Faults, FaultyStore, Op, Rule};
+use pail_core::storage::faults::{Fault, Faults, Op, Rule};
 use pail_core::storage::keys;
-use pail_core::{Clock, Pail, PailOptions, Record, Store, TopicConfig};
+use pail_core::{Clock, Pail, Record, Store, TopicConfig};
+use pail_tests::sim::client;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,18 +42,6 @@ const CHAOS_MS: u64 = 6_000;
 const END_MS: u64 = 30_000;
 /// The producer appends one record per partition this often, until `CHAOS_MS`.
 const PRODUCE_EVERY_MS: u64 = 100;
-
-/// Wall time as the paused tokio clock tells it.
-#[derive(Debug)]
-struct SimClock {
-    start: tokio::time::Instant,
-}
-
-impl Clock for SimClock {
-    fn now_ms(&self) -> i64 {
-        1_700_000_000_000 + self.start.elapsed().as_millis() as i64
-    }
-}
 
 fn elapsed_ms(start: tokio::time::Instant) -> u64 {
     start.elapsed().as_millis() as u64
@@ -83,21 +71,10 @@ fn lock(j: &Shared) -> std::sync::MutexGuard<'_, Journal> {
     j.lock().unwrap()
 }
 
-fn seeds() -> Vec<u64> {
-    match std::env::var("PAIL_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("PAIL_SIM_SEED must be a number")],
-        Err(_) => {
-            let n = std::env::var("PAIL_SIM_SEEDS")
-                .map_or(16, |s| s.parse().expect("PAIL_SIM_SEEDS must be a number"));
-            (0..n).collect()
-        }
-    }
-}
-
 #[test]
 fn simulated_groups_keep_every_invariant() {
     let (mut crashes, mut zombies, mut fenced) = (0, 0, 0);
-    for seed in seeds() {
+    for seed in pail_tests::sim::seeds(16) {
         eprintln!("group simulation seed {seed} (replay: PAIL_SIM_SEED={seed})");
         let (j, versions) = run(seed);
         audit(seed, &j, &versions);
@@ -143,12 +120,7 @@ fn a_group_seed_replays_exactly() {
 }
 
 fn run(seed: u64) -> (Journal, Vec<GroupState>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    rt.block_on(simulate(seed))
+    pail_tests::sim::run_paused(simulate(seed))
 }
 
 /// Faults on the group chain only: the partitions' own faults are simulation.rs's business.
@@ -163,28 +135,11 @@ fn faults(seed: u64) -> Arc<Faults> {
     faults
 }
 
-fn client(store: &Store, clock: &Arc<dyn Clock>, writer: &str, seed: u64) -> Pail {
-    let salt = writer.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    Pail::with_options(
-        store.clone(),
-        PailOptions {
-            clock: Arc::clone(clock),
-            writer_id: Some(writer.to_string()),
-            seed: Some(seed ^ salt),
-            ..PailOptions::default()
-        },
-    )
-}
-
 async fn simulate(seed: u64) -> (Journal, Vec<GroupState>) {
     let start = tokio::time::Instant::now();
-    let clock: Arc<dyn Clock> = Arc::new(SimClock { start });
+    let clock = pail_tests::sim::clock();
     let base = Store::memory();
-    let f = faults(seed);
-    let faulty =
-        base.layered(move |inner| Arc::new(FaultyStore::new(inner, f)) as Arc<dyn ObjectStore>);
+    let faulty = pail_tests::sim::faulty(&base, faults(seed));
     let admin = client(&base, &clock, "admin", seed);
     admin
         .create_topic(TOPIC, TopicConfig::new(PARTITIONS))

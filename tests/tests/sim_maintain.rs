@@ -19,15 +19,15 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use object_store::ObjectStore;
 use pail_core::maintain::MaintainOptions;
 use pail_core::manifest::ProducerBatch;
-use pail_core::storage::faults::{Fault, Faults, FaultyStore, Op, Rule};
+use pail_core::storage::faults::{Fault, Faults, Op, Rule};
 use pail_core::storage::keys;
 use pail_core::{
-    AppendOptions, Clock, Error, ErrorKind, FetchLimits, OffsetSpec, Pail, PailOptions, Record,
-    Store, TopicConfig, TopicName,
+    AppendOptions, Clock, Error, ErrorKind, FetchLimits, OffsetSpec, Pail, Record, Store,
+    TopicConfig, TopicName,
 };
+use pail_tests::sim::client;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
@@ -47,17 +47,6 @@ const PASS_EVERY_MS: u64 = 250;
 const PAUSE_MS: u64 = 4000;
 /// Fetches the tailer makes before the simulation calls it stuck.
 const TAILER_POLLS_MAX: usize = 20_000;
-
-#[derive(Debug)]
-struct SimClock {
-    start: tokio::time::Instant,
-}
-
-impl Clock for SimClock {
-    fn now_ms(&self) -> i64 {
-        1_700_000_000_000 + self.start.elapsed().as_millis() as i64
-    }
-}
 
 /// Where an acknowledged batch landed and what it held.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,14 +105,7 @@ impl World {
 
 #[test]
 fn maintenance_under_load_keeps_every_invariant() {
-    let seeds: Vec<u64> = match std::env::var("PAIL_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("PAIL_SIM_SEED must be a number")],
-        Err(_) => {
-            let n = std::env::var("PAIL_SIM_SEEDS")
-                .map_or(12, |s| s.parse().expect("PAIL_SIM_SEEDS must be a number"));
-            (0..n).collect()
-        }
-    };
+    let seeds = pail_tests::sim::seeds(12);
     let (mut merged, mut skips, mut faults) = (0, 0, 0);
     for seed in seeds {
         eprintln!("maintenance simulation seed {seed} (replay: PAIL_SIM_SEED={seed})");
@@ -179,12 +161,7 @@ fn a_maintenance_seed_replays_exactly() {
 }
 
 fn run(seed: u64) -> (Journal, u64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    rt.block_on(simulate(seed))
+    pail_tests::sim::run_paused(simulate(seed))
 }
 
 fn faults(seed: u64) -> Arc<Faults> {
@@ -204,14 +181,10 @@ fn faults(seed: u64) -> Arc<Faults> {
 }
 
 async fn simulate(seed: u64) -> (Journal, u64) {
-    let clock: Arc<dyn Clock> = Arc::new(SimClock {
-        start: tokio::time::Instant::now(),
-    });
+    let clock = pail_tests::sim::clock();
     let base = Store::memory();
     let injected = faults(seed);
-    let f = Arc::clone(&injected);
-    let faulty =
-        base.layered(move |inner| Arc::new(FaultyStore::new(inner, f)) as Arc<dyn ObjectStore>);
+    let faulty = pail_tests::sim::faulty(&base, Arc::clone(&injected));
     let admin = client(&base, &clock, "admin", seed);
     admin
         .create_topic(TOPIC, TopicConfig::new(1))
@@ -284,24 +257,6 @@ async fn finish(base: &Store, clock: &Arc<dyn Clock>, seed: u64, world: &World) 
         .iter()
         .filter(|m| keys::parse_segment_object(&m.location).is_some())
         .count() as u64;
-}
-
-fn client(store: &Store, clock: &Arc<dyn Clock>, writer: &str, seed: u64) -> Pail {
-    Pail::with_options(
-        store.clone(),
-        PailOptions {
-            clock: Arc::clone(clock),
-            writer_id: Some(writer.to_string()),
-            seed: Some(seed ^ fxhash(writer)),
-            ..PailOptions::default()
-        },
-    )
-}
-
-fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// Appends `values` as one idempotent batch, retrying the same sequence until it is

@@ -15,13 +15,12 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use object_store::ObjectStore;
 use pail_core::manifest::{Edit, LeaderClaim, ProducerBatch};
-use pail_core::storage::faults::{Fault, Faults, FaultyStore, Op, Rule};
+use pail_core::storage::faults::{Fault, Faults, Op, Rule};
 use pail_core::{
-    AppendOptions, Clock, ErrorKind, FetchLimits, OffsetSpec, Pail, PailOptions, Record, Store,
-    TopicConfig,
+    AppendOptions, Clock, ErrorKind, FetchLimits, OffsetSpec, Pail, Record, Store, TopicConfig,
 };
+use pail_tests::sim::client;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -37,18 +36,6 @@ const LEASE_MS: u64 = 150;
 /// Delays (ms) after which a timed-out PUT lands, and how often each is drawn: before the
 /// writer reads the key back, during its retries of the same bytes, and long after it went on.
 const LATE_LANDINGS: [(u64, f64); 3] = [(2, 0.02), (25, 0.02), (1000, 0.01)];
-
-/// Wall time as the paused tokio clock tells it: deterministic, advanced only by the runtime.
-#[derive(Debug)]
-struct SimClock {
-    start: tokio::time::Instant,
-}
-
-impl Clock for SimClock {
-    fn now_ms(&self) -> i64 {
-        1_700_000_000_000 + self.start.elapsed().as_millis() as i64
-    }
-}
 
 /// An acknowledged batch: where it landed and what it held.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -80,14 +67,7 @@ type Shared = Arc<Mutex<Journal>>;
 
 #[test]
 fn simulated_runs_keep_every_invariant() {
-    let seeds: Vec<u64> = match std::env::var("PAIL_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("PAIL_SIM_SEED must be a number")],
-        Err(_) => {
-            let n = std::env::var("PAIL_SIM_SEEDS")
-                .map_or(24, |s| s.parse().expect("PAIL_SIM_SEEDS must be a number"));
-            (0..n).collect()
-        }
-    };
+    let seeds = pail_tests::sim::seeds(24);
     let (mut faults_fired, mut late_writes, mut landed_late) = (0, 0, 0);
     for seed in seeds {
         eprintln!("simulation seed {seed} (replay: PAIL_SIM_SEED={seed})");
@@ -175,12 +155,7 @@ fn assert_replays(seed: u64, a: &(Journal, u64), b: &(Journal, u64)) {
 }
 
 fn run(seed: u64) -> (Journal, u64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    rt.block_on(simulate(seed))
+    pail_tests::sim::run_paused(simulate(seed))
 }
 
 fn faults(seed: u64) -> Arc<Faults> {
@@ -211,14 +186,10 @@ fn faults(seed: u64) -> Arc<Faults> {
 }
 
 async fn simulate(seed: u64) -> (Journal, u64) {
-    let clock: Arc<dyn Clock> = Arc::new(SimClock {
-        start: tokio::time::Instant::now(),
-    });
+    let clock = pail_tests::sim::clock();
     let base = Store::memory();
     let injected = faults(seed);
-    let f = Arc::clone(&injected);
-    let faulty =
-        base.layered(move |inner| Arc::new(FaultyStore::new(inner, f)) as Arc<dyn ObjectStore>);
+    let faulty = pail_tests::sim::faulty(&base, Arc::clone(&injected));
     let admin = client(&base, &clock, "admin", seed);
     admin
         .create_topic(TOPIC, TopicConfig::new(PARTITIONS))
@@ -272,24 +243,6 @@ async fn simulate(seed: u64) -> (Journal, u64) {
         );
     }
     (journal, fired)
-}
-
-fn client(store: &Store, clock: &Arc<dyn Clock>, writer: &str, seed: u64) -> Pail {
-    Pail::with_options(
-        store.clone(),
-        PailOptions {
-            clock: Arc::clone(clock),
-            writer_id: Some(writer.to_string()),
-            seed: Some(seed ^ fxhash(writer)),
-            ..PailOptions::default()
-        },
-    )
-}
-
-fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// Appends its batches with idempotent retries. It crashes now and then (the append is cut off
