@@ -31,7 +31,8 @@ const INGEST_CONCURRENCY: usize = 16;
 /// Message attribute naming a record's key, and one naming its partition.
 pub const KEY_ATTRIBUTE: &str = "pail-key";
 pub const PARTITION_ATTRIBUTE: &str = "pail-partition";
-/// Header a dead-lettered record carries: why it was not appended.
+/// Header a dead-lettered record carries: why it was not appended (here) or why the target
+/// rejected it (`pail run-consumer`).
 pub const ERROR_HEADER: &str = "pail-error";
 
 /// Where events go, from the function's environment.

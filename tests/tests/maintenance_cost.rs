@@ -41,9 +41,9 @@ async fn a_pass_costs_what_the_architecture_says() {
     assert_eq!(report[0].merged.len(), 1, "{report:?}");
     // Per original: one GET (a small segment's footer and rows come together); a handful of
     // tips, listings and commits more, and the Delta sync (its log's listing and commit, the
-    // partition's listing): 4 PUTs (merged object, swap, cleanup, Delta commit), 12 LISTs.
+    // partition's listing): 4 PUTs (merged object, swap, cleanup, Delta commit), 10 LISTs.
     assert!(pass.gets <= commits + 20, "{pass:?}");
-    assert!(pass.puts <= 4 && pass.lists <= 12, "{pass:?}");
+    assert!(pass.puts <= 4 && pass.lists <= 10, "{pass:?}");
     assert_eq!(pass.deletes, commits - 1);
 
     let before = counts.snapshot();

@@ -477,21 +477,9 @@ impl Consumer {
         Ok(true)
     }
 
-    /// Where a newly assigned partition starts: its committed offset, clamped to the log, or
-    /// the reset policy when there is none.
     async fn start_offset(&self, tp: &TopicPartition) -> Result<u64> {
-        let head = self.pail.partition_tip(&tp.topic, tp.partition).await?;
-        let (start, end) = (head.state.log_start_offset, head.state.next_offset);
-        Ok(match self.state.offsets.get(tp) {
-            // Retention removed what was committed: restart from the log start (Kafka's
-            // auto.offset.reset applies only when nothing usable is committed).
-            Some(c) if c.offset < start => start,
-            Some(c) => c.offset.min(end),
-            None => match self.config.auto_offset_reset {
-                OffsetReset::Earliest => start,
-                OffsetReset::Latest => end,
-            },
-        })
+        let reset = self.config.auto_offset_reset;
+        self.pail.group_start_offset(&self.state, tp, reset).await
     }
 
     /// Fetches from the assigned partitions in turn until `max_poll_records` or one round.
@@ -546,5 +534,30 @@ impl Consumer {
         self.state
             .member(&self.member_id)
             .is_some_and(|m| m.lease_expires_at_ms > self.pail.clock().now_ms())
+    }
+}
+
+impl Pail {
+    /// Where a member newly assigned `tp` starts reading: the group's committed offset,
+    /// clamped to the log, or `reset` when nothing is committed (1 request: the tip). Shared by
+    /// the [`Consumer`] and the HTTP API's stateless members.
+    pub async fn group_start_offset(
+        &self,
+        state: &GroupState,
+        tp: &TopicPartition,
+        reset: OffsetReset,
+    ) -> Result<u64> {
+        let head = self.partition_tip(&tp.topic, tp.partition).await?;
+        let (start, end) = (head.state.log_start_offset, head.state.next_offset);
+        Ok(match state.offsets.get(tp) {
+            // Retention removed what was committed: restart from the log start (Kafka's
+            // auto.offset.reset applies only when nothing usable is committed).
+            Some(c) if c.offset < start => start,
+            Some(c) => c.offset.min(end),
+            None => match reset {
+                OffsetReset::Earliest => start,
+                OffsetReset::Latest => end,
+            },
+        })
     }
 }

@@ -465,13 +465,6 @@ fn corrupt_reason(e: Error) -> String {
 
 /// Whether the object at `key` is live as of `head` (`maintain::inventory`'s rule).
 fn live_as_of(head: &PartitionManifest, key: &Path) -> bool {
-    keys::parse_segment_object(key).is_some_and(|seg| {
-        let object = crate::maintain::inventory::Object {
-            key: key.clone(),
-            seg,
-            size: 0,
-            modified_ms: 0,
-        };
-        crate::maintain::inventory::Inventory::is_live(&object, head)
-    })
+    keys::parse_segment_object(key)
+        .is_some_and(|seg| crate::maintain::inventory::Inventory::is_live_key(&seg, head))
 }

@@ -15,7 +15,7 @@ use super::{MaintainOptions, PartitionReport, delete};
 use crate::client::Pail;
 use crate::error::{Error, Result};
 use crate::log::Part;
-use crate::manifest::{MANIFEST_FORMAT, MaintainEdit, PartitionManifest};
+use crate::manifest::{MANIFEST_FORMAT, MaintainEdit, PartitionManifest, Superseded};
 use crate::record::Record;
 use crate::segment;
 use crate::storage::keys;
@@ -192,21 +192,30 @@ async fn build(
             ),
         ));
     }
-    let manifest = merged_manifest(meta, part.partition, run, &timestamps, topic_id)
-        .with_running_max(running_max);
+    let manifest = merged_manifest(
+        meta,
+        part.partition,
+        run,
+        &timestamps,
+        topic_id,
+        running_max,
+    );
     let bytes = segment::encode_with(&records, &timestamps, &manifest, meta.config.compression)
         .map_err(Error::Encode)?;
     Ok(Some((manifest, bytes)))
 }
 
 /// The footer manifest of a merged segment: only what follows from its range, so every pass
-/// writes the same one.
+/// writes the same one. `running_max` is the last original's running maximum timestamp:
+/// lookup by time needs the partition's, which covers the records before the range too (with
+/// CreateTime an older record may carry a later timestamp).
 fn merged_manifest(
     meta: &TopicMeta,
     partition: u32,
     run: &Run,
     timestamps: &[i64],
     topic_id: String,
+    running_max: i64,
 ) -> PartitionManifest {
     let (lo, hi) = timestamps
         .iter()
@@ -222,18 +231,9 @@ fn merged_manifest(
         topic_id,
         min_timestamp_ms: lo,
         max_timestamp_ms: hi,
-        running_max_timestamp_ms: hi,
+        running_max_timestamp_ms: hi.max(running_max),
         merged_from: Some(run.first()),
         ..PartitionManifest::genesis(meta.name.as_str(), partition)
-    }
-}
-
-impl PartitionManifest {
-    /// Lookup by time needs the partition's running maximum, which covers the records before
-    /// the merged range too (with CreateTime an older record may carry a later timestamp).
-    fn with_running_max(mut self, earlier: i64) -> Self {
-        self.running_max_timestamp_ms = self.running_max_timestamp_ms.max(earlier);
-        self
     }
 }
 
@@ -258,11 +258,19 @@ pub(super) async fn rebuild_missing(
     meta: &TopicMeta,
     part: Part<'_>,
     opts: MaintainOptions,
+    report: &PartitionReport,
 ) -> Result<()> {
     let tip = pail
         .partition_tip(meta.name.as_str(), part.partition)
         .await?;
-    if tip.state.superseded.is_empty() {
+    // Merges this pass made wrote their objects already: no listing for those.
+    let made_here = |s: &Superseded| {
+        report
+            .merged
+            .iter()
+            .any(|&(first, last, _)| (first, last) == (s.first_version, s.last_version))
+    };
+    if tip.state.superseded.iter().all(made_here) {
         return Ok(());
     }
     let inventory = Inventory::list(part).await?;

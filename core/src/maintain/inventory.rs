@@ -54,14 +54,19 @@ impl Inventory {
     /// merged object is only ever created after its commit). Either kind only at or after the
     /// log start (whole objects are dropped, so a kept one never starts below it).
     pub fn is_live(o: &Object, tip: &PartitionManifest) -> bool {
-        let s = &o.seg;
-        if !o.is_merged() && s.last_version == tip.version {
+        Self::is_live_key(&o.seg, tip)
+    }
+
+    /// [`Inventory::is_live`] by the object's key alone (what `doctor` has).
+    pub fn is_live_key(s: &SegmentKey, tip: &PartitionManifest) -> bool {
+        let merged = s.first_version != s.last_version;
+        if !merged && s.last_version == tip.version {
             return true;
         }
         if s.base_offset < tip.log_start_offset || s.last_version > tip.version {
             return false;
         }
-        if o.is_merged() {
+        if merged {
             s.last_version <= tip.compacted_through
         } else {
             s.last_version > tip.compacted_through

@@ -180,7 +180,7 @@ impl Pail {
         let now = self.clock().now_ms();
         retention::run(self, meta, part, &head.tip, now, opts, &mut report).await?;
         compaction::run(self, meta, part, opts, &mut report).await?;
-        compaction::rebuild_missing(self, meta, part, opts).await?;
+        compaction::rebuild_missing(self, meta, part, opts, &report).await?;
         Ok(report)
     }
 

@@ -27,8 +27,6 @@ use crate::render::JsonRecord;
 const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(100);
 /// How long one poll waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(500);
-/// Header a dead-lettered record carries: why the target rejected it.
-pub const ERROR_HEADER: &str = "pail-error";
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -255,7 +253,7 @@ impl Target<'_> {
         };
         let mut headers = r.record.headers.clone();
         headers.push(Header {
-            key: ERROR_HEADER.into(),
+            key: crate::ingest::ERROR_HEADER.into(),
             value: Some(
                 format!("{}/{}@{}: {why}", r.topic, r.partition, r.record.offset)
                     .into_bytes()

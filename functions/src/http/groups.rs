@@ -14,6 +14,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use pail_core::consumer::OffsetReset;
 use pail_core::group::{Assignor, TopicPartition};
 use pail_core::group::{GroupEdit, GroupState, Heartbeat, Join, OffsetCommit, Protocol};
 use pail_core::{OffsetSpec, Pail};
@@ -37,6 +38,15 @@ pub enum ResetPolicy {
     Earliest,
     #[default]
     Latest,
+}
+
+impl From<ResetPolicy> for OffsetReset {
+    fn from(r: ResetPolicy) -> Self {
+        match r {
+            ResetPolicy::Earliest => OffsetReset::Earliest,
+            ResetPolicy::Latest => OffsetReset::Latest,
+        }
+    }
 }
 
 /// A member joining.
@@ -243,7 +253,13 @@ pub async fn poll(
     for tp in group_state.fetchable(&member) {
         let from = match given.get(&tp) {
             Some(&at) => at,
-            None => start_offset(&state.pail, &group_state, &tp, req.auto_offset_reset).await?,
+            None => {
+                let reset = req.auto_offset_reset.into();
+                state
+                    .pail
+                    .group_start_offset(&group_state, &tp, reset)
+                    .await?
+            }
         };
         let mut next = from;
         if limits.max_records > 0 && limits.max_bytes > 0 {
@@ -317,22 +333,6 @@ async fn renew(
     });
     let next = pail.group_commit(group, &edit, None).await?;
     Ok((next, release))
-}
-
-/// A partition's committed offset clamped to the log, or the reset policy's end.
-async fn start_offset(
-    pail: &Pail,
-    state: &GroupState,
-    tp: &TopicPartition,
-    reset: ResetPolicy,
-) -> pail_core::Result<u64> {
-    let tip = pail.partition_tip(&tp.topic, tp.partition).await?;
-    let (start, end) = (tip.state.log_start_offset, tip.state.next_offset);
-    Ok(match (state.offsets.get(tp), reset) {
-        (Some(c), _) => c.offset.clamp(start, end),
-        (None, ResetPolicy::Earliest) => start,
-        (None, ResetPolicy::Latest) => end,
-    })
 }
 
 /// Commit offsets (and renew the lease) in one chain write.
