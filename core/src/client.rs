@@ -643,6 +643,7 @@ async fn bounded<T>(
         Some(d) => tokio::time::timeout_at(d, call).await.unwrap_or_else(|_| {
             Err(Error::Timeout {
                 what: "looking for an earlier attempt of the batch".into(),
+                maybe_landed: false,
             })
         }),
     }

@@ -143,8 +143,12 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("{what} did not finish before its deadline; it had no effect")]
-    Timeout { what: String },
+    #[error("{what} did not finish before its deadline; {}", timeout_effect(*.maybe_landed))]
+    Timeout {
+        what: String,
+        /// A create was sent and not answered: it may still land.
+        maybe_landed: bool,
+    },
 
     #[error("store refused {op} {key}, so nothing was written: {source}")]
     Refused {
@@ -241,7 +245,7 @@ pub enum Error {
         source: object_store::Error,
     },
 
-    #[error("outcome of the commit to {key} is unknown after {attempts} attempts")]
+    #[error("outcome of the commit to {key} is unknown{}: it may have landed", tries(*.attempts))]
     OutcomeUnknown {
         key: String,
         attempts: u32,
@@ -249,6 +253,22 @@ pub enum Error {
         #[source]
         last: Box<Error>,
     },
+}
+
+fn timeout_effect(maybe_landed: bool) -> &'static str {
+    if maybe_landed {
+        "a write was sent and not answered"
+    } else {
+        "it had no effect"
+    }
+}
+
+fn tries(attempts: u32) -> String {
+    match attempts {
+        0 => String::new(),
+        1 => " after 1 try".into(),
+        n => format!(" after {n} tries"),
+    }
 }
 
 impl Error {

@@ -733,6 +733,17 @@ async fn an_append_gives_up_at_its_deadline() {
             .unwrap_err();
         assert_eq!(faults.injected(), 1);
         assert_eq!(err.kind(), kind, "{op:?} hangs: {err}");
+        // The message a user reads must agree with the kind: an unknown outcome never says
+        // "no effect", and never counts attempts it did not make.
+        let text = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(": ");
+        if kind == ErrorKind::OutcomeUnknown {
+            assert!(!text.contains("no effect"), "{text}");
+            assert!(!text.contains("after 0"), "{text}");
+            assert!(text.contains("may have"), "{text}");
+        }
     }
     let log = read_all(&Pail::new(store), &topic, 0).await;
     assert_eq!(log.len(), 1, "only the attempt that landed is there");

@@ -208,6 +208,8 @@ struct Attempts<'a, C> {
     chain: &'a C,
     ctx: CommitCtx<'a>,
     maybe_landed: bool,
+    /// Creates sent so far, for the error that reports an unknown outcome.
+    creates_sent: u32,
 }
 
 impl<'a, C: Chain> Attempts<'a, C> {
@@ -216,6 +218,7 @@ impl<'a, C: Chain> Attempts<'a, C> {
             chain,
             ctx,
             maybe_landed: false,
+            creates_sent: 0,
         }
     }
 
@@ -234,11 +237,12 @@ impl<'a, C: Chain> Attempts<'a, C> {
     fn out_of_time(&self) -> Error {
         let timeout = Error::Timeout {
             what: format!("commit to {}", self.chain.describe()),
+            maybe_landed: self.maybe_landed,
         };
         if self.maybe_landed {
             Error::OutcomeUnknown {
                 key: self.chain.describe(),
-                attempts: 0,
+                attempts: self.creates_sent,
                 last: Box::new(timeout),
             }
         } else {
@@ -258,6 +262,7 @@ impl<'a, C: Chain> Attempts<'a, C> {
         let mut last_error = Error::corrupt(key, "the object was reported present, then missing");
         for attempt in 1..=AMBIGUOUS_ATTEMPTS_MAX {
             self.maybe_landed = true;
+            self.creates_sent += 1;
             match self.bounded(self.create(key, bytes.clone())).await {
                 Ok(Created::Yes) => return Ok(Resolved::Mine(size)),
                 Ok(Created::AlreadyExists) => {}
