@@ -44,6 +44,10 @@ pub const CHECKPOINT_INTERVAL: u64 = 10;
 const COMMIT_ATTEMPTS: usize = 8;
 /// Footers read at once for the stats of new files.
 const FOOTER_CONCURRENCY: usize = 8;
+/// How far back the log keeps its history (Delta's `delta.logRetentionDuration` default, 30
+/// days): commits and checkpoints go once a checkpoint at least this old covers them, so time
+/// travel always reaches at least this far back.
+pub const LOG_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// The table as of one version of its log.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -235,13 +239,13 @@ impl Log<'_> {
     }
 
     /// Writes a checkpoint of `state` when [`CHECKPOINT_INTERVAL`] versions have passed since
-    /// the last one, then points `_last_checkpoint` at it.
-    async fn checkpoint_if_due(&self, state: &mut TableState) -> Result<()> {
+    /// the last one, then points `_last_checkpoint` at it; true when it wrote one.
+    async fn checkpoint_if_due(&self, state: &mut TableState) -> Result<bool> {
         let Some(version) = state.version else {
-            return Ok(());
+            return Ok(false);
         };
         if version < state.checkpoint.unwrap_or(0) + CHECKPOINT_INTERVAL {
-            return Ok(());
+            return Ok(false);
         }
         let key = keys::delta_checkpoint(self.topic, version);
         let (bytes, size) = checkpoint::encode(state).map_err(Error::Encode)?;
@@ -254,7 +258,42 @@ impl Log<'_> {
         let hint_key = keys::delta_last_checkpoint(self.topic);
         self.store.overwrite(&hint_key, Bytes::from(hint)).await?;
         state.checkpoint = Some(version);
-        Ok(())
+        Ok(true)
+    }
+
+    /// Deletes the commits and checkpoints below the newest checkpoint written before
+    /// `now_ms - LOG_RETENTION_MS`, as Delta's own log cleanup does. Versions grow with time,
+    /// so the listing stops at the first object younger than that: one LIST page once the
+    /// backlog is gone. Readers are unaffected: every loader (ours and Delta's) starts from the
+    /// newest checkpoint, never below one that old. Times are the store's; a wrong clock only
+    /// shortens or lengthens time travel, never changes the table.
+    async fn expire(&self, now_ms: i64) -> Result<usize> {
+        let cutoff = now_ms.saturating_sub(LOG_RETENTION_MS);
+        let old = |m: &object_store::ObjectMeta| m.last_modified.timestamp_millis() < cutoff;
+        let dir = keys::delta_log(self.topic);
+        let listing = self.store.list_after_while(&dir, None, old).await?;
+        let expired: Vec<(DeltaLogKey, Path)> = listing
+            .into_iter()
+            .filter(|m| old(m))
+            .filter_map(|m| Some((keys::parse_delta_log(&m.location)?, m.location)))
+            .collect();
+        let Some(floor) = expired.iter().rev().find_map(|(k, _)| match k {
+            DeltaLogKey::Checkpoint(v) => Some(*v),
+            DeltaLogKey::Commit(_) => None,
+        }) else {
+            return Ok(0);
+        };
+        let doomed: Vec<Path> = expired
+            .into_iter()
+            .filter(|(k, _)| match *k {
+                DeltaLogKey::Checkpoint(v) | DeltaLogKey::Commit(v) => v < floor,
+            })
+            .map(|(_, key)| key)
+            .collect();
+        for chunk in doomed.chunks(super::DELETE_CHUNK) {
+            self.store.delete_many(chunk).await?;
+        }
+        Ok(doomed.len())
     }
 }
 
@@ -301,7 +340,10 @@ pub(super) async fn sync(pail: &Pail, meta: &TopicMeta, partitions: &[u32]) -> R
             Created::AlreadyExists => log.catch_up(&mut state).await?,
         }
     }
-    log.checkpoint_if_due(&mut state).await?;
+    // Expiry only after a new checkpoint: at most one LIST per CHECKPOINT_INTERVAL versions.
+    if log.checkpoint_if_due(&mut state).await? {
+        log.expire(pail.clock().now_ms()).await?;
+    }
     Ok(state)
 }
 

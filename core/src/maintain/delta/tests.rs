@@ -555,3 +555,61 @@ async fn a_damaged_log_is_reported_and_holds_back_only_its_topics_deletes() {
     assert_eq!(reports[0].delta_version, Some(0));
     assert!(reports[0].deleted_objects > 0, "{reports:?}");
 }
+
+/// Every version number of the log's commits and checkpoints still in the store.
+async fn log_versions(store: &Store, t: &TopicName) -> (Vec<u64>, Vec<u64>) {
+    let listing = Log { store, topic: t }.list(None).await.unwrap();
+    let mut commits = Vec::new();
+    let mut checkpoints = Vec::new();
+    for k in listing {
+        match k {
+            DeltaLogKey::Commit(v) => commits.push(v),
+            DeltaLogKey::Checkpoint(v) => checkpoints.push(v),
+        }
+    }
+    (commits, checkpoints)
+}
+
+#[tokio::test]
+async fn log_files_past_the_retention_go_once_a_checkpoint_as_old_covers_them() {
+    let (store, clock) = (Store::memory(), ManualClock::new(T0));
+    let pail = client(&store, &clock);
+    let t = topic(&pail, 2, |_| {}).await;
+    sync_rounds(&pail, 2, 25).await;
+    // Young log: everything stays, however many checkpoints cover it.
+    let (commits, checkpoints) = log_versions(&store, &t).await;
+    assert_eq!(commits, (0..25).collect::<Vec<_>>());
+    assert_eq!(checkpoints, vec![10, 20]);
+    let before = Log {
+        store: &store,
+        topic: &t,
+    }
+    .load()
+    .await
+    .unwrap();
+
+    // A month and a day later (the store stamps objects with its own time, so the client's
+    // clock moves past it): the pass that writes checkpoint 30 finds 10, 20 and 30 past the
+    // retention and deletes what checkpoint 30 covers; time travel still reaches 30.
+    let wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let late = ManualClock::new(wall_ms + LOG_RETENTION_MS + 86_400_000);
+    let later = client(&store, &late);
+    sync_rounds(&later, 2, 6).await;
+    let (commits, checkpoints) = log_versions(&store, &t).await;
+    assert_eq!(commits, (30..31).collect::<Vec<_>>());
+    assert_eq!(checkpoints, vec![30]);
+    let after = Log {
+        store: &store,
+        topic: &t,
+    }
+    .load()
+    .await
+    .unwrap();
+    assert_eq!(after.version, Some(30));
+    assert_eq!(after.checkpoint, Some(30));
+    assert!(before.files.keys().all(|f| after.files.contains_key(f)));
+    assert_eq!(after.files.len(), before.files.len() + 6);
+}
