@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod cli;
+pub mod lambda;
 pub mod sim;
 
 use object_store::ObjectStore;

@@ -122,8 +122,13 @@ impl ConsumerFunction {
     /// One invocation, whose deadline is `deadline_ms` (milliseconds since the Unix epoch, as
     /// the Lambda context gives it).
     pub async fn invoke(&self, deadline_ms: u64) -> anyhow::Result<Summary> {
-        let deadline =
-            Instant::now() + remaining(deadline_ms, SystemTime::now(), self.config.margin);
+        let budget = remaining(deadline_ms, SystemTime::now(), self.config.margin);
+        tracing::info!(
+            deadline_ms,
+            budget_ms = budget.as_millis() as u64,
+            "consumer run"
+        );
+        let deadline = Instant::now() + budget;
         let settings = &self.config.settings;
         let mut consumer = Consumer::join(self.pail.clone(), settings.consumer_config()).await?;
         let until = Until {
@@ -144,12 +149,22 @@ impl ConsumerFunction {
     }
 }
 
-/// The time from `now` to `deadline_ms`, less `margin`; zero when that is already past.
+/// Deadlines below this (September 2001, in ms since the epoch) are not instants: `cargo
+/// lambda watch` sends its invoke timeout itself (600000) where Lambda sends an instant.
+const EPOCH_MS_PLAUSIBLE: u64 = 1_000_000_000_000;
+
+/// The time from `now` to `deadline_ms`, less `margin`; zero when that is already past. A
+/// deadline too small to be an instant is taken as the time left.
 fn remaining(deadline_ms: u64, now: SystemTime, margin: Duration) -> Duration {
     let now_ms = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(margin)
+    let left = if deadline_ms < EPOCH_MS_PLAUSIBLE {
+        deadline_ms
+    } else {
+        deadline_ms.saturating_sub(now_ms)
+    };
+    Duration::from_millis(left).saturating_sub(margin)
 }
 
 #[cfg(test)]
@@ -201,10 +216,12 @@ mod tests {
 
     #[test]
     fn the_margin_comes_off_the_remaining_time() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
         let s = Duration::from_secs;
-        assert_eq!(remaining(1_060_000, now, s(5)), s(55));
-        assert_eq!(remaining(1_003_000, now, s(5)), Duration::ZERO);
-        assert_eq!(remaining(900_000, now, s(5)), Duration::ZERO);
+        assert_eq!(remaining(1_796_000_060_000, now, s(5)), s(55));
+        assert_eq!(remaining(1_796_000_003_000, now, s(5)), Duration::ZERO);
+        assert_eq!(remaining(1_795_000_000_000, now, s(5)), Duration::ZERO);
+        // The emulator's timeout in place of an instant.
+        assert_eq!(remaining(600_000, now, s(5)), s(595));
     }
 }

@@ -264,16 +264,18 @@ fn classify(
     payload: &str,
 ) -> Result<(), Failure> {
     let text = excerpt(payload);
+    // Lambda answers a function's error with 200 and X-Amz-Function-Error; `cargo lambda
+    // watch` with 500 and the runtime's error object.
+    if let Some(kind) = function_error {
+        return Err(Failure::Rejected(format!(
+            "{function} failed ({kind}): {text}"
+        )));
+    }
+    if is_error_payload(payload) {
+        return Err(Failure::Rejected(format!("{function} failed: {text}")));
+    }
     match status {
-        200..=299 => match function_error {
-            Some(kind) => Err(Failure::Rejected(format!(
-                "{function} failed ({kind}): {text}"
-            ))),
-            None if is_error_payload(payload) => {
-                Err(Failure::Rejected(format!("{function} failed: {text}")))
-            }
-            None => Ok(()),
-        },
+        200..=299 => Ok(()),
         // RequestTooLargeException: the batch, not the function, is the problem.
         413 => Err(Failure::Rejected(format!(
             "Lambda refused the batch for {function} as too large: {text}"
@@ -288,7 +290,8 @@ fn classify(
 }
 
 /// Whether a 200's payload is the error object Lambda runtimes report a failed invocation
-/// with (`{"errorType": ..., "errorMessage": ...}`), for emulators that omit the header.
+/// with (`{"errorType": ..., "errorMessage": ...}`); the service's own errors are shaped
+/// `{"Type": ..., "message": ...}`.
 fn is_error_payload(payload: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(payload).is_ok_and(|v| {
         v.as_object().is_some_and(|o| {
@@ -343,6 +346,13 @@ mod tests {
         assert!(matches!(
             c(200, None, r#"{"errorType":"Boom","errorMessage":"no"}"#),
             Err(Failure::Rejected(_))
+        ));
+        let emulated = r#"{"errorType":"Boom","errorMessage":"no"}"#;
+        assert!(matches!(c(500, None, emulated), Err(Failure::Rejected(_))));
+        let service = r#"{"Type":"Service","message":"try later"}"#;
+        assert!(matches!(
+            c(500, None, service),
+            Err(Failure::Unavailable(_))
         ));
         assert!(matches!(c(413, None, ""), Err(Failure::Rejected(_))));
         assert!(matches!(c(429, None, ""), Err(Failure::Unavailable(_))));
