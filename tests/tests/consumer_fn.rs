@@ -254,3 +254,45 @@ async fn an_unreachable_target_dead_letters_nothing_and_commits_nothing() {
     let dead = pail(s, &["consume", "dead", "--format", "json"]);
     assert_eq!(dead.assert_ok().stdout_text(), "");
 }
+
+/// What an invocation costs in store requests (docs/architecture.md section 10 quotes the
+/// figures this prints): an idle one writes the group twice (join, commit) and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_invocation_writes_the_group_twice_and_nothing_else() {
+    let test = pail_tests::TestStore::new(pail_tests::Backend::Local)
+        .await
+        .unwrap();
+    let s = test.url.clone().unwrap();
+    create(&s, "t", 4);
+    create(&s, "dead", 1);
+    let lines: String = (0..100).map(|i| format!("r{i}\n")).collect();
+    pail_with_stdin(&s, &["produce", "t"], lines).assert_ok();
+    let (url, gate) = start_gated().await;
+    gate.open.store(true, Ordering::SeqCst);
+    let (store, counts) = test.metered();
+    let vars: HashMap<&str, &str> = [
+        ("PAIL_GROUP", "fn"),
+        ("PAIL_TOPICS", "t"),
+        ("PAIL_TARGET", url.as_str()),
+        ("PAIL_START", "earliest"),
+        ("PAIL_IDLE_MS", "1000"),
+    ]
+    .into_iter()
+    .collect();
+    let config = FunctionConfig::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap();
+    let f = ConsumerFunction::new(Pail::new(store), config).await.unwrap();
+    let deadline = deadline_in(Duration::from_secs(60));
+
+    let before = counts.snapshot();
+    let busy = f.invoke(deadline).await.unwrap();
+    let cold = counts.snapshot().since(&before);
+    assert_eq!(busy.delivered, 100);
+    let before = counts.snapshot();
+    let idle = f.invoke(deadline).await.unwrap();
+    let warm = counts.snapshot().since(&before);
+    assert_eq!(idle.delivered, 0);
+    eprintln!("cold invocation delivering 100 records on 4 partitions: {cold:?}");
+    eprintln!("warm idle invocation: {warm:?}");
+    assert_eq!(warm.puts, 2, "{warm:?}");
+    assert_eq!(warm.deletes, 0, "{warm:?}");
+}
