@@ -21,19 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// Twenty records on partition 0 with "poison" at offset 13, two on partition 1.
-fn produce_with_poison(store: &str, topic: &str) {
-    create(store, topic, 2);
-    let lines: String = (0..20)
-        .map(|i| match i {
-            13 => "poison\n".to_string(),
-            _ => format!("r{i}\n"),
-        })
-        .collect();
-    pail_with_stdin(store, &["produce", topic, "-p", "0"], lines).assert_ok();
-    pail_with_stdin(store, &["produce", topic, "-p", "1"], "x\ny\n").assert_ok();
-}
-
 fn committed(topic: &str, offsets: &[(u32, u64)]) -> Vec<Committed> {
     offsets
         .iter()
@@ -90,18 +77,31 @@ async fn the_consumer_function_under_the_emulator_hands_a_topic_to_a_user_functi
         "/data/events/scheduled.json"
     ))
     .unwrap();
-    let invoke = "/2015-03-31/functions/pail-consumer/invocations";
-    let want_committed = json!([
-        {"topic": "t", "partition": 0, "offset": 20},
-        {"topic": "t", "partition": 1, "offset": 2},
-    ]);
+    let invoke = || async {
+        let reply = request(
+            &addr,
+            "POST",
+            "/2015-03-31/functions/pail-consumer/invocations",
+            &[],
+            Some(&event),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    };
+    let summary = |delivered: u64, dead_lettered: u64| {
+        json!({
+            "delivered": delivered,
+            "dead_lettered": dead_lettered,
+            "committed": [
+                {"topic": "t", "partition": 0, "offset": 20},
+                {"topic": "t", "partition": 1, "offset": 2},
+            ],
+            "out_of_time": false,
+        })
+    };
 
-    let reply = request(&addr, "POST", invoke, &[], Some(&event)).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let summary = reply.json();
-    assert_eq!(summary["delivered"], 21, "{summary}");
-    assert_eq!(summary["dead_lettered"], 1, "{summary}");
-    assert_eq!(summary["committed"], want_committed, "{summary}");
+    assert_eq!(invoke().await, summary(21, 1));
     let delivered = std::fs::read_to_string(&log).unwrap();
     let mut got: Vec<&str> = delivered.lines().collect();
     got.sort();
@@ -123,12 +123,7 @@ async fn the_consumer_function_under_the_emulator_hands_a_topic_to_a_user_functi
     assert!(why.contains("t/0@13") && why.contains(user_fn), "{why}");
 
     // The next scheduled invocation: the same static member, nothing new to deliver.
-    let reply = request(&addr, "POST", invoke, &[], Some(&event)).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let summary = reply.json();
-    assert_eq!(summary["delivered"], 0, "{summary}");
-    assert_eq!(summary["dead_lettered"], 0, "{summary}");
-    assert_eq!(summary["committed"], want_committed, "{summary}");
+    assert_eq!(invoke().await, summary(0, 0));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), delivered);
 }
 
@@ -159,10 +154,7 @@ async fn start_gated() -> (String, Gate) {
     let app = axum::Router::new()
         .route("/", axum::routing::post(gated))
         .with_state(gate.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, gate)
+    (pail_tests::http::serve_local(app).await, gate)
 }
 
 async fn function(store: &str, target: &str) -> ConsumerFunction {
@@ -280,7 +272,9 @@ async fn an_idle_invocation_writes_the_group_twice_and_nothing_else() {
     .into_iter()
     .collect();
     let config = FunctionConfig::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap();
-    let f = ConsumerFunction::new(Pail::new(store), config).await.unwrap();
+    let f = ConsumerFunction::new(Pail::new(store), config)
+        .await
+        .unwrap();
     let deadline = deadline_in(Duration::from_secs(60));
 
     let before = counts.snapshot();
