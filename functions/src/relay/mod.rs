@@ -104,6 +104,7 @@ pub struct Committed {
 }
 
 /// A record with its JSON, so batches can be cut by bytes and sent without serialising twice.
+#[derive(Clone)]
 struct Item {
     record: ConsumerRecord,
     json: Vec<u8>,
@@ -402,5 +403,88 @@ impl Relay<'_> {
         let p = r.partition % meta.config.partitions;
         self.pail.append_with(dlq, p, vec![record], opts).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pail_core::StoredRecord;
+
+    fn record(partition: u32, offset: u64, value_len: usize) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: "t".into(),
+            partition,
+            record: StoredRecord {
+                offset,
+                timestamp_ms: 0,
+                key: None,
+                value: Some(Bytes::from(vec![b'v'; value_len])),
+                headers: Vec::new(),
+            },
+        }
+    }
+
+    fn offsets(batch: &[Item]) -> Vec<(u32, u64)> {
+        batch
+            .iter()
+            .map(|i| (i.record.partition, i.record.record.offset))
+            .collect()
+    }
+
+    #[test]
+    fn batches_stay_under_the_payload_limit_and_are_as_full_as_it_allows() {
+        const MAX: usize = 4_000;
+        let mut records: Vec<ConsumerRecord> = (0..20).map(|o| record(0, o, 900)).collect();
+        records.insert(7, record(0, 100, 5_000)); // too large alone
+        records.extend((0..3).map(|o| record(1, o, 10)));
+        let all: Vec<(u32, u64)> = records
+            .iter()
+            .map(|r| (r.partition, r.record.offset))
+            .collect();
+        let cut = batches(records, 100, Some(MAX)).unwrap();
+        let flat: Vec<(u32, u64)> = cut.iter().flat_map(|b| offsets(b)).collect();
+        assert_eq!(flat, all, "every record once, in order");
+        for (n, b) in cut.iter().enumerate() {
+            let text = body(b);
+            let parsed: serde_json::Value = serde_json::from_slice(&text).unwrap();
+            assert_eq!(parsed["records"].as_array().unwrap().len(), b.len());
+            assert!(
+                b.iter()
+                    .all(|i| i.record.partition == b[0].record.partition)
+            );
+            if b.len() > 1 {
+                assert!(text.len() <= MAX, "batch {n}: {} bytes", text.len());
+            }
+            // Full: the next record of the same partition would not have fitted.
+            if let Some(next) = cut.get(n + 1)
+                && next[0].record.partition == b[0].record.partition
+            {
+                let mut grown = b.clone();
+                grown.push(next[0].clone());
+                assert!(body(&grown).len() > MAX, "batch {n} could hold one more");
+            }
+        }
+        let oversized = cut
+            .iter()
+            .find(|b| b[0].record.record.offset == 100)
+            .unwrap();
+        assert_eq!(oversized.len(), 1);
+        assert!(body(oversized).len() > MAX);
+        assert_eq!(cut.last().map(|b| b.len()), Some(3));
+    }
+
+    #[test]
+    fn without_a_payload_limit_batches_are_cut_by_count_and_partition() {
+        let records: Vec<ConsumerRecord> = (0..5)
+            .map(|o| record(0, o, 10))
+            .chain((0..2).map(|o| record(1, o, 10)))
+            .collect();
+        let sizes: Vec<usize> = batches(records, 2, None)
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, [2, 2, 1, 2]);
     }
 }

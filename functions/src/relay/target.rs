@@ -19,8 +19,11 @@ pub const LAMBDA_PAYLOAD_MAX: usize = 6 * 1024 * 1024;
 /// Lambda's limit on the FunctionName of an Invoke (a name, a partial or a full ARN, with an
 /// optional `:qualifier`).
 const FUNCTION_NAME_MAX: usize = 170;
-/// How long one delivery may take before it counts as unavailable.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one POST to an HTTP target may take before it counts as unavailable.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one Invoke may take: Lambda's longest function timeout (15 minutes) and a little.
+/// The run's deadline cuts it sooner on Lambda.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(15 * 60 + 10);
 /// Temporary credentials are refreshed this long before they expire.
 const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
 
@@ -85,9 +88,9 @@ pub struct LambdaTarget {
     http: reqwest::Client,
 }
 
-fn http_client() -> anyhow::Result<reqwest::Client> {
+fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
+        .timeout(timeout)
         .build()
         .context("building the HTTP client")
 }
@@ -101,7 +104,7 @@ impl Target {
         match spec {
             TargetSpec::Http(url) => Ok(Target::Http {
                 url: url.clone(),
-                http: http_client()?,
+                http: http_client(HTTP_TIMEOUT)?,
             }),
             TargetSpec::Lambda(function) => Ok(Target::Lambda(
                 LambdaTarget::connect(function, endpoint).await?,
@@ -200,7 +203,7 @@ impl LambdaTarget {
             region,
             provider,
             cached: Mutex::new(None),
-            http: http_client()?,
+            http: http_client(INVOKE_TIMEOUT)?,
         })
     }
 
