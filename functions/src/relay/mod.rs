@@ -141,10 +141,13 @@ pub async fn run(
             summary.out_of_time = true;
             break;
         };
-        let polled = tokio::select! {
-            polled = consumer.poll(wait) => polled?,
-            () = &mut stop => break,
-        };
+        // The stop is checked between polls, never raced against one: a poll cancelled
+        // between two partitions would leave the first one's position past records this loop
+        // never got, and the commit below would skip them.
+        if futures::FutureExt::now_or_never(&mut stop).is_some() {
+            break;
+        }
+        let polled = consumer.poll(wait).await?;
         if polled.records.is_empty() {
             idle += wait;
             if until.idle.is_some_and(|limit| idle >= limit) {
