@@ -1,6 +1,7 @@
 //! The pail binaries' shared code: the `pail` command line, the HTTP API (served locally by
 //! `pail serve` and on AWS Lambda by `pail-http`), event ingestion (`pail-ingest`), the
-//! scheduled maintenance function (`pail-maintain`), and the JSON form of records.
+//! scheduled maintenance function (`pail-maintain`), the consumer function (`relay`: `pail
+//! run-consumer` and `pail-consumer`), and the JSON form of records.
 //!
 //! Everything here is a thin layer over [`pail_core::Pail`]: parsing, printing and exit codes.
 //! Must never: talk to the store directly or re-implement a core rule.
@@ -10,4 +11,5 @@ pub mod cli;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
+pub mod relay;
 pub mod render;

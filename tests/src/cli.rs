@@ -297,3 +297,17 @@ pub fn json_lines(stdout: &str) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
 }
+
+/// Topic `topic` of 2 partitions: twenty records on partition 0 with "poison" at offset 13,
+/// "x" and "y" on partition 1 (the consumer function's tests).
+pub fn produce_with_poison(store: &str, topic: &str) {
+    create(store, topic, 2);
+    let lines: String = (0..20)
+        .map(|i| match i {
+            13 => "poison\n".to_string(),
+            _ => format!("r{i}\n"),
+        })
+        .collect();
+    pail_with_stdin(store, &["produce", topic, "-p", "0"], lines).assert_ok();
+    pail_with_stdin(store, &["produce", topic, "-p", "1"], "x\ny\n").assert_ok();
+}

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod cli;
+pub mod lambda;
 pub mod sim;
 
 use object_store::ObjectStore;
@@ -498,6 +499,14 @@ impl pail_core::Clock for TokioClock {
 pub mod http {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
+
+    /// Serves `app` on a free loopback port for the rest of the test; its base URL.
+    pub async fn serve_local(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
 
     /// A status and body.
     #[derive(Debug)]

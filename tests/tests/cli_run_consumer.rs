@@ -35,10 +35,7 @@ async fn start_target() -> (String, Seen) {
     let app = axum::Router::new()
         .route("/", axum::routing::post(target))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
+    (pail_tests::http::serve_local(app).await, seen)
 }
 
 async fn run_consumer(
@@ -79,21 +76,6 @@ async fn run_consumer(
     })
     .await
     .unwrap()
-}
-
-fn produce_with_poison(store: &str, topic: &str) {
-    create(store, topic, 2);
-    let lines: String = (0..20)
-        .map(|i| {
-            if i == 13 {
-                "poison\n".to_string()
-            } else {
-                format!("r{i}\n")
-            }
-        })
-        .collect();
-    pail_with_stdin(store, &["produce", topic, "-p", "0"], lines).assert_ok();
-    pail_with_stdin(store, &["produce", topic, "-p", "1"], "x\ny\n").assert_ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,115 +13,13 @@
 #![allow(clippy::unwrap_used)]
 
 use pail_tests::http::request;
+use pail_tests::lambda::{cargo_lambda, under_emulator};
 use pail_tests::{pail_cmd, pail_http_bin, run_timed};
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The function's name: the binary, the SAM resource's code, and the Function URL path.
 const FUNCTION: &str = "pail-http";
-
-fn cargo_lambda() -> Option<String> {
-    match std::env::var("PAIL_CARGO_LAMBDA") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var("PAIL_REQUIRE_LAMBDA").as_deref() == Ok("1") => panic!(
-            "PAIL_REQUIRE_LAMBDA=1 but PAIL_CARGO_LAMBDA is not set: tests/run.sh installs \
-             cargo-lambda into .venv and sets it"
-        ),
-        _ => {
-            eprintln!("skipping: PAIL_CARGO_LAMBDA is not set (tests/run.sh sets it)");
-            None
-        }
-    }
-}
-
-/// Kills the process when the test ends, passed or not; on a failure, prints the end of its
-/// log (kept in the test's temporary folder, outside the workspace).
-struct Killed(Child, std::path::PathBuf);
-
-impl Killed {
-    fn spawn(mut cmd: Command, log: std::path::PathBuf) -> Killed {
-        let file = std::fs::File::create(&log).unwrap();
-        cmd.stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
-        Killed(cmd.spawn().unwrap(), log)
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            eprintln!("--- end of {}:", self.1.display());
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_for_port(addr: &str) {
-    for _ in 0..600 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {addr}");
-}
-
-/// The emulator serving `function`'s Runtime API on a free loopback port, and the built
-/// binary `bin` running as that function on `store` with `env`; both die with the guards.
-async fn under_emulator(
-    cargo_lambda: &str,
-    work: &std::path::Path,
-    function: &str,
-    bin: std::path::PathBuf,
-    env: &[(&str, &str)],
-) -> (String, Killed, Killed) {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let mut emulator = Command::new(cargo_lambda);
-    emulator
-        .args(["lambda", "watch", "--only-lambda-apis"])
-        .args([
-            "--invoke-address",
-            "127.0.0.1",
-            "--invoke-port",
-            &port.to_string(),
-        ])
-        .args(["--bin", function, "--manifest-path", manifest])
-        .current_dir(work);
-    let emulator = Killed::spawn(emulator, work.join(format!("{function}-emulator.log")));
-    wait_for_port(&addr).await;
-    let mut cmd = Command::new(bin);
-    cmd.env(
-        "AWS_LAMBDA_RUNTIME_API",
-        format!("http://{addr}/.rt/{function}"),
-    )
-    .env("AWS_LAMBDA_FUNCTION_NAME", function)
-    .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-    .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-    .env_remove("PAIL_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let running = Killed::spawn(cmd, work.join(format!("{function}.log")));
-    (addr, emulator, running)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_produced_through_the_lambda_emulator_are_read_back_by_the_cli() {

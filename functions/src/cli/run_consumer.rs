@@ -1,40 +1,29 @@
-//! `pail run-consumer`: the consumer function. It consumes a group (a static member, so a
-//! restart within the session timeout keeps its partitions) and hands records in batches to a
-//! target, as Lambda's event source mappings do for Kafka and Kinesis, on pail's own group
-//! protocol.
+//! `pail run-consumer`: the consumer function as a local process (the loop is
+//! `crate::relay`, shared with the scheduled `pail-consumer` Lambda function). It runs until
+//! SIGINT or SIGTERM, or until idle, then commits and leaves the group.
 //!
-//! The target is an HTTP endpoint that takes `{"records": [...]}` (the shape `pail consume
-//! --format json` prints, a Kinesis-like batch) and answers 2xx when it has processed them: a
-//! user's service, or a Lambda function through the Invoke API
-//! (`http://127.0.0.1:9000/2015-03-31/functions/NAME/invocations` under `cargo lambda watch`).
-//!
-//! Offsets are committed only after the target succeeded for everything a poll returned, so a
-//! crash redelivers (at least once, never a skip). A failing batch is retried with backoff,
-//! then split in halves to find the record that fails; a record the target still rejects after
-//! `--max-tries` goes to the dead-letter topic with a `pail-error` header, or, without one, the
-//! command stops without committing it.
+//! The target is an HTTP endpoint that takes a POST of `{"records": [...]}` (the shape `pail
+//! consume --format json` prints, a Kinesis-like batch) and answers 2xx when it has processed
+//! them, or `lambda:FUNCTION`, a Lambda function invoked through the Invoke API with that batch
+//! as its event (signed with the AWS configuration's credentials; `--lambda-endpoint` for an
+//! emulator such as `cargo lambda watch`).
 
-use anyhow::Context;
 use clap::Args;
-use pail_core::consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
-use pail_core::{Header, Pail, Record};
+use pail_core::Pail;
+use pail_core::consumer::{Consumer, OffsetReset};
 use std::time::Duration;
 
 use super::values;
-use crate::render::JsonRecord;
-
-/// Backoff before the second try of a batch; doubled for each try after.
-const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(100);
-/// How long one poll waits for records.
-const POLL_WAIT: Duration = Duration::from_millis(500);
+use crate::relay::{self, RelaySettings, Target, TargetSpec, Until};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
   pail run-consumer --group billing --topic orders --target http://127.0.0.1:8081/orders
-  pail run-consumer --group billing --topic orders \\
-    --target http://127.0.0.1:9000/2015-03-31/functions/biller/invocations \\
-    --dead-letter-topic orders-dead --until-idle-ms 5000")]
+  pail run-consumer --group billing --topic orders --target lambda:biller:live \\
+    --dead-letter-topic orders-dead --until-idle-ms 5000
+  pail run-consumer --group billing --topic orders --target lambda:biller \\
+    --lambda-endpoint http://127.0.0.1:9000")]
 pub struct RunConsumerArgs {
     /// The consumer group.
     #[arg(short = 'G', long)]
@@ -42,9 +31,14 @@ pub struct RunConsumerArgs {
     /// Topic to consume (repeat for several).
     #[arg(long = "topic", required = true)]
     pub topics: Vec<String>,
-    /// Where batches go: an http:// or https:// URL that takes a POST of {"records": [...]}.
+    /// Where batches go: an http:// or https:// URL that takes a POST of {"records": [...]},
+    /// or lambda:FUNCTION (a name or ARN, optionally :qualifier) invoked with that event.
     #[arg(long)]
     pub target: String,
+    /// The Lambda endpoint for a lambda: target; default: AWS_ENDPOINT_URL_LAMBDA, else
+    /// AWS_ENDPOINT_URL, else the region's.
+    #[arg(long)]
+    pub lambda_endpoint: Option<String>,
     /// Static member id (Kafka's group.instance.id); default: the group's name and the host.
     #[arg(long)]
     pub instance_id: Option<String>,
@@ -64,7 +58,7 @@ pub struct RunConsumerArgs {
     #[arg(long, default_value_t = 45_000, value_parser = values::whole_u64)]
     pub session_timeout_ms: u64,
     /// Stop (commit and leave) once no record has come for this long; default: run until
-    /// SIGINT or SIGTERM. A scheduled invocation uses this.
+    /// SIGINT or SIGTERM.
     #[arg(long, value_parser = values::whole_u64)]
     pub until_idle_ms: Option<u64>,
 }
@@ -77,207 +71,51 @@ pub enum StartAt {
 
 impl RunConsumerArgs {
     pub fn check(&self) -> anyhow::Result<()> {
-        let t = &self.target;
-        if !(t.starts_with("http://") || t.starts_with("https://")) {
-            return Err(super::UsageError(format!(
-                "--target must be an http:// or https:// URL, not {t:?}"
-            ))
-            .into());
-        }
-        Ok(())
+        self.target_spec().map(|_| ())
     }
 
-    fn config(&self) -> ConsumerConfig {
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        let instance = self.instance_id.clone().unwrap_or_else(|| {
+    fn target_spec(&self) -> anyhow::Result<TargetSpec> {
+        TargetSpec::parse(&self.target)
+            .map_err(|e| super::UsageError(format!("--target: {e}")).into())
+    }
+
+    fn settings(&self) -> RelaySettings {
+        let instance_id = self.instance_id.clone().unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
             format!("{}-{host}", self.group)
         });
-        ConsumerConfig {
-            instance_id: Some(instance),
-            session_timeout_ms: self.session_timeout_ms,
-            renew_interval_ms: (self.session_timeout_ms / 3).max(1),
-            heartbeat_interval_ms: (self.session_timeout_ms / 3).clamp(1, 1_000),
-            auto_commit: false,
-            auto_offset_reset: match self.start {
+        RelaySettings {
+            group: self.group.clone(),
+            topics: self.topics.clone(),
+            instance_id,
+            batch_size: self.batch_size,
+            max_tries: self.max_tries,
+            dead_letter_topic: self.dead_letter_topic.clone(),
+            start: match self.start {
                 StartAt::Earliest => OffsetReset::Earliest,
                 StartAt::Latest => OffsetReset::Latest,
             },
-            max_poll_records: self.batch_size.max(1),
+            session_timeout_ms: self.session_timeout_ms,
             client: "pail run-consumer".into(),
-            ..ConsumerConfig::new(&self.group, &topics)
         }
     }
-}
-
-/// What the run did, for the summary line.
-#[derive(Debug, Default)]
-struct Tally {
-    delivered: u64,
-    dead_lettered: u64,
 }
 
 pub async fn run(pail: &Pail, args: RunConsumerArgs) -> anyhow::Result<()> {
-    let mut consumer = Consumer::join(pail.clone(), args.config()).await?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("building the HTTP client")?;
-    let target = Target {
-        http,
-        args: &args,
-        pail,
+    let target = Target::connect(&args.target_spec()?, args.lambda_endpoint.as_deref()).await?;
+    let settings = args.settings();
+    let mut consumer = Consumer::join(pail.clone(), settings.consumer_config()).await?;
+    let until = Until {
+        idle: args.until_idle_ms.map(Duration::from_millis),
+        deadline: None,
     };
-    let mut tally = Tally::default();
     let stop = crate::http::host::shutdown_signal();
-    tokio::pin!(stop);
-    let mut idle = Duration::ZERO;
-    loop {
-        let polled = tokio::select! {
-            polled = consumer.poll(POLL_WAIT) => polled?,
-            () = &mut stop => break,
-        };
-        if polled.records.is_empty() {
-            idle += POLL_WAIT;
-            if args
-                .until_idle_ms
-                .is_some_and(|ms| idle >= Duration::from_millis(ms))
-            {
-                break;
-            }
-            continue;
-        }
-        idle = Duration::ZERO;
-        for batch in by_partition(polled.records, args.batch_size as usize) {
-            target.deliver(&batch, &mut tally).await?;
-        }
-        // Everything this poll returned is processed: commit it (and release what the group
-        // asked this member to give up) in one chain write.
-        consumer.commit().await?;
-    }
-    consumer.commit().await?;
+    let summary = relay::run(pail, &settings, &target, &mut consumer, until, stop).await?;
     consumer.leave().await?;
     eprintln!(
         "run-consumer: {} delivered, {} dead-lettered",
-        super::plural(tally.delivered, "record"),
-        super::plural(tally.dead_lettered, "record")
+        super::plural(summary.delivered, "record"),
+        super::plural(summary.dead_lettered, "record")
     );
     Ok(())
-}
-
-/// The poll's records cut into batches of one partition each, in offset order.
-fn by_partition(records: Vec<ConsumerRecord>, size: usize) -> Vec<Vec<ConsumerRecord>> {
-    let mut out: Vec<Vec<ConsumerRecord>> = Vec::new();
-    for r in records {
-        match out.last_mut() {
-            Some(b) if b.len() < size && b[0].topic == r.topic && b[0].partition == r.partition => {
-                b.push(r)
-            }
-            _ => out.push(vec![r]),
-        }
-    }
-    out
-}
-
-struct Target<'a> {
-    http: reqwest::Client,
-    args: &'a RunConsumerArgs,
-    pail: &'a Pail,
-}
-
-impl Target<'_> {
-    /// Delivers `batch`, splitting it to isolate a record the target rejects.
-    async fn deliver(&self, batch: &[ConsumerRecord], tally: &mut Tally) -> anyhow::Result<()> {
-        let mut pending = vec![batch];
-        while let Some(part) = pending.pop() {
-            match self.try_hard(part).await {
-                Ok(()) => tally.delivered += part.len() as u64,
-                Err(_) if part.len() > 1 => {
-                    // Later half pushed first: the earlier half is delivered first, in order.
-                    let (a, b) = part.split_at(part.len() / 2);
-                    pending.push(b);
-                    pending.push(a);
-                }
-                Err(why) => {
-                    self.dead_letter(&part[0], &why).await?;
-                    tally.dead_lettered += 1;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Up to `max_tries` POSTs with backoff; the last failure's description.
-    async fn try_hard(&self, part: &[ConsumerRecord]) -> Result<(), String> {
-        let body = serde_json::json!({
-            "records": part
-                .iter()
-                .map(|r| JsonRecord::new(&r.topic, r.partition, &r.record))
-                .collect::<Vec<_>>()
-        });
-        let mut pause = RETRY_BACKOFF_FIRST;
-        let mut last = String::new();
-        for attempt in 1..=self.args.max_tries {
-            match self.http.post(&self.args.target).json(&body).send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => {
-                    let status = r.status();
-                    let text: String = r
-                        .text()
-                        .await
-                        .unwrap_or_default()
-                        .chars()
-                        .take(200)
-                        .collect();
-                    last = format!("the target answered {status}: {text}");
-                }
-                Err(e) => last = format!("the target did not answer: {e}"),
-            }
-            if attempt < self.args.max_tries {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-        }
-        Err(last)
-    }
-
-    async fn dead_letter(&self, r: &ConsumerRecord, why: &str) -> anyhow::Result<()> {
-        let Some(dlq) = &self.args.dead_letter_topic else {
-            anyhow::bail!(
-                "{}/{} offset {}: {why}; stopping without committing it (give \
-                 --dead-letter-topic to move such records aside)",
-                r.topic,
-                r.partition,
-                r.record.offset
-            );
-        };
-        let mut headers = r.record.headers.clone();
-        headers.push(Header {
-            key: crate::ingest::ERROR_HEADER.into(),
-            value: Some(
-                format!("{}/{}@{}: {why}", r.topic, r.partition, r.record.offset)
-                    .into_bytes()
-                    .into(),
-            ),
-        });
-        let record = Record {
-            key: r.record.key.clone(),
-            value: r.record.value.clone(),
-            headers,
-            timestamp_ms: Some(r.record.timestamp_ms),
-        };
-        // Keyed by the source position, so a dead letter written twice (a crash before the
-        // commit) is one record.
-        let opts = pail_core::AppendOptions {
-            idempotency_key: Some(format!(
-                "dlq:{}:{}:{}",
-                r.topic, r.partition, r.record.offset
-            )),
-            ..pail_core::AppendOptions::default()
-        };
-        let meta = self.pail.topic(dlq).await?;
-        let p = r.partition % meta.config.partitions;
-        self.pail.append_with(dlq, p, vec![record], opts).await?;
-        Ok(())
-    }
 }
