@@ -73,6 +73,10 @@ class Member:
         self.read = []  # (partition, offset, value)
         self.error = None
         self.stop = threading.Event()
+        # Commit, then wait for `close`: every member commits before any leaves, since a
+        # leave starts a rebalance that revokes the others' partitions (and their offsets).
+        self.committed = threading.Event()
+        self.close = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
@@ -106,6 +110,8 @@ class Member:
                 continue
             self.read.append((m.partition(), m.offset(), m.value().decode()))
         c.commit(asynchronous=False)
+        self.committed.set()
+        self.close.wait(TIMEOUT_S)
         c.close()
 
     def run_kafka_python(self):
@@ -127,14 +133,21 @@ class Member:
                 for m in msgs:
                     self.read.append((tp.partition, m.offset, m.value.decode()))
         c.commit()
+        self.committed.set()
+        self.close.wait(TIMEOUT_S)
         c.close()
 
-    def finish(self):
-        self.stop.set()
-        self.thread.join(TIMEOUT_S)
-        check(not self.thread.is_alive(), f"{self.client} member did not stop")
-        if self.error:
-            raise Mismatch(f"{self.client} member failed: {self.error!r}")
+
+def finish(members):
+    """Every member commits, then all close."""
+    for m in members:
+        m.stop.set()
+    for m in members:
+        wait_until(f"{m.client} member's commit", lambda: m.committed.is_set() or m.error, (m,))
+    for m in members:
+        m.close.set()
+        m.thread.join(TIMEOUT_S)
+        check(not m.thread.is_alive(), f"{m.client} member did not stop")
 
 
 def wait_until(what, cond, members=()):
@@ -170,8 +183,7 @@ def two_members(client, listeners, pail, store):
     total = lambda: len(a.read) + len(b.read)
     wait_until(f"{client}: {RECORDS} records read", lambda: total() >= RECORDS, (a, b))
     time.sleep(0.5)  # anything read twice would show up now
-    for m in (a, b):
-        m.finish()
+    finish((a, b))
     for m in (a, b):
         check(
             {p for p, _, _ in m.read} <= m.assigned,
@@ -195,7 +207,7 @@ def two_members(client, listeners, pail, store):
     c = Member(client, listeners[1], group, topic)
     wait_until(f"{client}: restarted member reads {MORE} new records", lambda: len(c.read) >= MORE, (c,))
     time.sleep(0.5)
-    c.finish()
+    finish((c,))
     values = sorted(v for _, _, v in c.read)
     check(
         values == sorted(f"r{i}" for i in range(RECORDS, RECORDS + MORE)),
