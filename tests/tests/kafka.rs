@@ -186,8 +186,23 @@ struct Kcat {
 impl Kcat {
     fn start(addr: &str, group: &str, topic: &str) -> Kcat {
         let mut child = Command::new("kcat")
-            .args(["-b", addr, "-G", group, topic, "-o", "beginning", "-q", "-u"])
-            .args(["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"])
+            .args([
+                "-b",
+                addr,
+                "-G",
+                group,
+                topic,
+                "-o",
+                "beginning",
+                "-q",
+                "-u",
+            ])
+            .args([
+                "-X",
+                "session.timeout.ms=6000",
+                "-X",
+                "heartbeat.interval.ms=1000",
+            ])
             .args(["-f", "%p %o %s\\n"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -221,7 +236,10 @@ impl Drop for Kcat {
 async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let until = std::time::Instant::now() + Duration::from_secs(60);
     while !cond().await {
-        assert!(std::time::Instant::now() < until, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -240,7 +258,10 @@ async fn kcat_balanced_consumers_split_the_partitions() {
         Listener::start(store, "127.0.0.1:0"),
         Listener::start(store, "127.0.0.1:0"),
     );
-    let members = [Kcat::start(&a.addr, "kg", "kc"), Kcat::start(&b.addr, "kg", "kc")];
+    let members = [
+        Kcat::start(&a.addr, "kg", "kc"),
+        Kcat::start(&b.addr, "kg", "kc"),
+    ];
     // Both members hold two partitions each in the group's state (decoded from the leader's
     // ConsumerProtocolAssignment), before any record exists.
     eventually("two kcat members with two partitions each", async || {
@@ -263,8 +284,17 @@ async fn kcat_balanced_consumers_split_the_partitions() {
     let mut partitions: Vec<std::collections::BTreeSet<String>> = Vec::new();
     for m in &members {
         let lines = m.read();
-        partitions.push(lines.iter().map(|l| l.split(' ').next().unwrap().to_string()).collect());
-        values.extend(lines.iter().map(|l| l.rsplit(' ').next().unwrap().to_string()));
+        partitions.push(
+            lines
+                .iter()
+                .map(|l| l.split(' ').next().unwrap().to_string())
+                .collect(),
+        );
+        values.extend(
+            lines
+                .iter()
+                .map(|l| l.rsplit(' ').next().unwrap().to_string()),
+        );
     }
     values.sort();
     let mut want: Vec<String> = (0..40).map(|i| format!("v{i}")).collect();
@@ -415,8 +445,18 @@ fn api_versions_lists_only_what_is_served() {
         (1, 4, 12), // Fetch
         (2, 1, 7),  // ListOffsets
         (3, 0, 12), // Metadata
+        (8, 2, 8),  // OffsetCommit
+        (9, 1, 8),  // OffsetFetch
+        (10, 0, 4), // FindCoordinator
+        (11, 0, 7), // JoinGroup
+        (12, 0, 4), // Heartbeat
+        (13, 0, 4), // LeaveGroup
+        (14, 0, 5), // SyncGroup
+        (15, 0, 5), // DescribeGroups
+        (16, 0, 4), // ListGroups
         (18, 0, 4), // ApiVersions
         (19, 2, 7), // CreateTopics
+        (20, 1, 6), // DeleteTopics
         (22, 0, 4), // InitProducerId
         (32, 1, 4), // DescribeConfigs
     ];
@@ -424,7 +464,7 @@ fn api_versions_lists_only_what_is_served() {
     sorted.sort();
     assert_eq!(
         sorted, served,
-        "no group, transaction or DeleteTopics API is advertised"
+        "no transaction, KIP-848 or share-group API is advertised"
     );
     // A version above the range: error 35 and the ranges, in a v0 body and v0 header.
     let got = exchange(

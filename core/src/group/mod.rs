@@ -39,7 +39,7 @@ use crate::sync::lock;
 use crate::topic::TopicName;
 
 pub use classic::{KafkaJoin, Refusal};
-pub use edit::{GroupEdit, Heartbeat, Join, OffsetCommit};
+pub use edit::{GroupEdit, Heartbeat, Join, OffsetCommit, managed};
 pub use ops::{GroupDescription, MemberDescription, PartitionLag, ResetTo};
 pub use state::{
     Assignor, ClassicProtocol, GroupState, Member, Ownership, Protocol, Round, TopicPartition,

@@ -187,3 +187,62 @@ pub async fn wait_for<T>(
 pub fn wait_bound(rebalance_timeout_ms: u64) -> Duration {
     Duration::from_millis(rebalance_timeout_ms.min(classic::REBALANCE_TIMEOUT_MAX_MS)) + WAIT_MARGIN
 }
+
+/// Reads the consumer protocol's embedded messages by hand: kafka-protocol's decoders size
+/// their vectors from the untrusted array lengths before reading, so a hostile length aborts
+/// the process (an allocation failure is not a panic that can be caught). Here every length is
+/// checked against the bytes left first.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn i16(&mut self) -> Option<i16> {
+        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let len = usize::try_from(self.i16()?).ok()?;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+
+    /// An array's length, if that many elements of at least `min_bytes` each can follow.
+    fn count(&mut self, min_bytes: usize) -> Option<usize> {
+        let n = usize::try_from(self.i32()?).ok()?;
+        (n.saturating_mul(min_bytes) <= self.0.len()).then_some(n)
+    }
+}
+
+/// The topics of a ConsumerProtocolSubscription (any version: they come first).
+pub fn subscription_topics(bytes: &[u8]) -> Option<Vec<String>> {
+    let mut r = Reader(bytes);
+    r.i16()?;
+    let n = r.count(2)?;
+    (0..n).map(|_| r.string()).collect()
+}
+
+/// The partitions of a ConsumerProtocolAssignment, by topic (any version: they come first).
+pub fn assignment_partitions(bytes: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
+    let mut r = Reader(bytes);
+    r.i16()?;
+    let n = r.count(6)?;
+    (0..n)
+        .map(|_| {
+            let topic = r.string()?;
+            let m = r.count(4)?;
+            let partitions = (0..m).map(|_| r.i32()).collect::<Option<Vec<i32>>>()?;
+            Some((topic, partitions))
+        })
+        .collect()
+}

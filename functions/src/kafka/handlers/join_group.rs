@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use futures::FutureExt;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use kafka_protocol::messages::{ConsumerProtocolSubscription, JoinGroupRequest, JoinGroupResponse};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
+use kafka_protocol::protocol::StrBytes;
 use pail_core::group::classic::{self, KafkaJoin};
 use pail_core::group::{ClassicProtocol, GroupEdit, GroupState, Protocol};
 use std::sync::Arc;
@@ -108,22 +108,12 @@ fn subscribed_topics(r: &JoinGroupRequest) -> Vec<String> {
     if r.protocol_type.as_str() != "consumer" {
         return Vec::new();
     }
-    let Some(first) = r.protocols.first() else {
-        return Vec::new();
-    };
-    let mut buf = first.metadata.clone();
-    if buf.len() < 2 {
-        return Vec::new();
-    }
-    let version = i16::from_be_bytes([buf[0], buf[1]]);
-    let _ = bytes::Buf::get_i16(&mut buf);
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3))
-    }));
-    let mut topics: Vec<String> = match decoded {
-        Ok(Ok(s)) => s.topics.iter().map(|t| t.to_string()).collect(),
-        _ => Vec::new(),
-    };
+    let first = r
+        .protocols
+        .first()
+        .map(|p| &p.metadata[..])
+        .unwrap_or_default();
+    let mut topics = groups::subscription_topics(first).unwrap_or_default();
     topics.sort();
     topics.dedup();
     topics

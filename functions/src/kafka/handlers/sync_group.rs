@@ -3,10 +3,9 @@
 //! answers its bytes. For protocol type "consumer" the assignments are also decoded into the
 //! group's partition owners, so `pail group describe` shows owners and lag.
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures::FutureExt;
-use kafka_protocol::messages::{ConsumerProtocolAssignment, SyncGroupRequest, SyncGroupResponse};
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use pail_core::group::classic;
 use pail_core::group::{GroupEdit, GroupState, Protocol, TopicPartition};
 use std::collections::BTreeMap;
@@ -131,14 +130,14 @@ fn settled(s: &GroupState, member: &str, generation: u64) -> Option<Result<Synce
 fn owners(r: &SyncGroupRequest) -> BTreeMap<TopicPartition, String> {
     let mut out = BTreeMap::new();
     for a in &r.assignments {
-        let Some(decoded) = decode_assignment(&a.assignment) else {
+        let Some(decoded) = groups::assignment_partitions(&a.assignment) else {
             continue;
         };
-        for t in decoded.assigned_partitions {
-            for p in t.partitions {
+        for (topic, partitions) in decoded {
+            for p in partitions {
                 if let Ok(p) = u32::try_from(p) {
                     out.insert(
-                        TopicPartition::new(t.topic.as_str(), p),
+                        TopicPartition::new(topic.as_str(), p),
                         a.member_id.to_string(),
                     );
                 }
@@ -146,17 +145,4 @@ fn owners(r: &SyncGroupRequest) -> BTreeMap<TopicPartition, String> {
         }
     }
     out
-}
-
-fn decode_assignment(bytes: &Bytes) -> Option<ConsumerProtocolAssignment> {
-    let mut buf = bytes.clone();
-    if buf.len() < 2 {
-        return None;
-    }
-    let version = buf.get_i16();
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3))
-    }))
-    .ok()?
-    .ok()
 }
