@@ -116,8 +116,8 @@ fn kcat_available() -> bool {
     ok
 }
 
-#[test]
-fn three_clients_agree_through_two_listeners() {
+/// Runs a client script against two listeners on one fresh store and checks it says OK.
+fn run_client_script(name: &str, extra: &[&str]) {
     let Some(python) = python() else {
         return;
     };
@@ -127,53 +127,39 @@ fn three_clients_agree_through_two_listeners() {
     let a = Listener::start(store, "127.0.0.1:0");
     let b = Listener::start(store, "127.0.0.1:0");
     let mut cmd = Command::new(python);
-    cmd.arg(script("kafka_clients.py"))
+    cmd.arg(script(name))
         .args(["--bootstrap", &format!("{},{}", a.addr, b.addr)])
         .args(["--store", store])
         .arg("--pail")
-        .arg(pail_tests::pail_bin());
-    if !kcat_available() {
-        cmd.arg("--no-kcat");
-    }
+        .arg(pail_tests::pail_bin())
+        .args(extra);
     let f = run_timed(cmd, None, DEADLINE);
     let logs = format!("listener A:\n{}\nlistener B:\n{}", a.kill(), b.kill());
     assert_eq!(
         f.code,
         Some(0),
-        "kafka_clients.py failed:\n{}{}\n{logs}",
+        "{name} failed:\n{}{}\n{logs}",
         f.stderr,
         f.stdout_text()
     );
     println!("{}", f.stdout_text());
-    assert!(f.stdout_text().starts_with("kafka_clients: OK"));
+    let ok = format!("{}: OK", name.trim_end_matches(".py"));
+    assert!(f.stdout_text().starts_with(&ok));
+}
+
+#[test]
+fn three_clients_agree_through_two_listeners() {
+    let no_kcat: &[&str] = if kcat_available() {
+        &[]
+    } else {
+        &["--no-kcat"]
+    };
+    run_client_script("kafka_clients.py", no_kcat);
 }
 
 #[test]
 fn consumer_groups_of_each_client_split_partitions_and_commit() {
-    let Some(python) = python() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let store = store.to_str().unwrap();
-    let a = Listener::start(store, "127.0.0.1:0");
-    let b = Listener::start(store, "127.0.0.1:0");
-    let mut cmd = Command::new(python);
-    cmd.arg(script("kafka_groups.py"))
-        .args(["--bootstrap", &format!("{},{}", a.addr, b.addr)])
-        .args(["--store", store])
-        .arg("--pail")
-        .arg(pail_tests::pail_bin());
-    let f = run_timed(cmd, None, DEADLINE);
-    let logs = format!("listener A:\n{}\nlistener B:\n{}", a.kill(), b.kill());
-    assert_eq!(
-        f.code,
-        Some(0),
-        "kafka_groups.py failed:\n{}{}\n{logs}",
-        f.stderr,
-        f.stdout_text()
-    );
-    assert!(f.stdout_text().starts_with("kafka_groups: OK"));
+    run_client_script("kafka_groups.py", &[]);
 }
 
 /// A `kcat -G` balanced consumer whose output lines (`partition offset value`) are collected

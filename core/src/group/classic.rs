@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::edit::{
     GroupEdit, GroupError, OffsetCommit, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS,
-    SUBSCRIBED_TOPICS_MAX, insert_member, remove_member,
+    SUBSCRIBED_TOPICS_MAX, insert_member, remove_member, restart_if_deleted,
 };
 use super::state::{
     ClassicProtocol, CommittedOffset, GROUP_PARTITIONS_MAX, GroupState,
@@ -187,12 +187,7 @@ fn check_protocol(
 
 fn join(next: &mut GroupState, j: &KafkaJoin, now: i64) -> Result<(), GroupError> {
     validate(j)?;
-    if next.deleted {
-        next.deleted = false;
-        next.members.clear();
-        next.assignment.clear();
-        next.offsets.clear();
-    }
+    restart_if_deleted(next);
     let same_instance = |m: &&Member| j.instance_id.is_some() && m.instance_id == j.instance_id;
     let predecessor = next.members.iter().find(same_instance).cloned();
     if let Some(old) = &predecessor

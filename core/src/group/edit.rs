@@ -219,13 +219,7 @@ pub(super) fn refuse_if_live(state: &GroupState, now_ms: i64) -> Result<(), Grou
 /// Adds the member; true when the group must rebalance.
 fn apply_join(next: &mut GroupState, join: &Join, now_ms: i64) -> Result<bool, GroupError> {
     validate_join(join)?;
-    if next.deleted {
-        // A deleted group starts over, keeping its generation so that nothing stale matches.
-        next.deleted = false;
-        next.members.clear();
-        next.assignment.clear();
-        next.offsets.clear();
-    }
+    restart_if_deleted(next);
     if next.member(&join.member_id).is_some() {
         return Err(GroupError::Invalid(format!(
             "member id {} is already in the group",
@@ -287,6 +281,17 @@ fn apply_join(next: &mut GroupState, join: &Join, now_ms: i64) -> Result<bool, G
             insert_member(next, member)?;
             Ok(true)
         }
+    }
+}
+
+/// A deleted group starts over when someone joins, keeping its generation so that nothing
+/// stale matches.
+pub(super) fn restart_if_deleted(next: &mut GroupState) {
+    if next.deleted {
+        next.deleted = false;
+        next.members.clear();
+        next.assignment.clear();
+        next.offsets.clear();
     }
 }
 

@@ -25,11 +25,10 @@ pub fn handle(broker: &Arc<Broker>, version: i16, mut body: Bytes) -> Result<Rep
         let mut response = OffsetFetchResponse::default();
         if version >= 8 {
             for g in &request.groups {
-                let asked = g.topics.as_ref().map(|ts| {
-                    ts.iter()
-                        .map(|t| (t.name.clone(), t.partition_indexes.clone()))
-                        .collect()
-                });
+                let asked = g
+                    .topics
+                    .as_ref()
+                    .map(|ts| asked(ts.iter().map(|t| (&t.name, &t.partition_indexes))));
                 let found = fetch(&broker, g.group_id.as_str(), asked).await;
                 let mut out = OffsetFetchResponseGroup::default();
                 out.group_id = g.group_id.clone();
@@ -47,11 +46,10 @@ pub fn handle(broker: &Arc<Broker>, version: i16, mut body: Bytes) -> Result<Rep
                 response.groups.push(out);
             }
         } else {
-            let asked = request.topics.as_ref().map(|ts| {
-                ts.iter()
-                    .map(|t| (t.name.clone(), t.partition_indexes.clone()))
-                    .collect()
-            });
+            let asked = request
+                .topics
+                .as_ref()
+                .map(|ts| asked(ts.iter().map(|t| (&t.name, &t.partition_indexes))));
             let found = fetch(&broker, request.group_id.as_str(), asked).await;
             response.error_code = found.code;
             response.topics = found
@@ -77,6 +75,12 @@ pub fn handle(broker: &Arc<Broker>, version: i16, mut body: Bytes) -> Result<Rep
         apis::encode(&response, version)
     }
     .boxed())
+}
+
+/// The (topic, partitions) a request asks for, whichever version's type carries them.
+fn asked<'a>(ts: impl Iterator<Item = (&'a KTopic, &'a Vec<i32>)>) -> Vec<(KTopic, Vec<i32>)> {
+    ts.map(|(name, parts)| (name.clone(), parts.clone()))
+        .collect()
 }
 
 struct Found {
