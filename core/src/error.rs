@@ -172,6 +172,15 @@ pub enum Error {
     #[error("group {group} has {members} live members; stop them first")]
     GroupActive { group: String, members: usize },
 
+    /// A Kafka classic-protocol request the group's state refuses (the listener answers it
+    /// with the matching Kafka error code).
+    #[error("group {group}: {reason}")]
+    GroupRefused {
+        group: String,
+        refusal: crate::group::Refusal,
+        reason: String,
+    },
+
     #[error("refusing to use the store at {location}: {reason}")]
     UnsafeStore { location: String, reason: String },
 
@@ -285,7 +294,7 @@ impl Error {
             Error::UnknownTopic { .. }
             | Error::UnknownPartition { .. }
             | Error::UnknownGroup { .. } => ErrorKind::NotFound,
-            Error::UnknownMember { .. } => ErrorKind::Fenced,
+            Error::UnknownMember { .. } | Error::GroupRefused { .. } => ErrorKind::Fenced,
             Error::GroupActive { .. } => ErrorKind::InvalidInput,
             Error::TopicExists { .. } | Error::AlreadyDone { .. } => ErrorKind::AlreadyExists,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,

@@ -2,7 +2,7 @@
 """Benchmark of `pail kafka` with librdkafka (confluent-kafka) as the client.
 
     .venv/bin/python docs/bench/kafka_bench.py [--pail target/release/pail] [--records N]
-        [--store memory://] [--json out.json]
+        [--store memory://] [--json out.json] [--groups-only] [--group-runs 3]
 
 Starts one listener on the given store (default: memory://, which lives inside the listener
 process), and for each topic shape (1 and 4 partitions) and each pail compression.type (zstd,
@@ -15,6 +15,11 @@ lz4) creates a topic through CreateTopics, then:
   * consume: a fresh consumer assign()s every partition from earliest and reads all N records,
     with confluent-kafka's batch consume() and with kcat (librdkafka in C, no Python per
     record), reporting MB/s of record values.
+
+First, the group-join figure: seconds from a new member's subscribe() to its first record, for
+the first member of an empty group and for a third member joining a stable 2-member group (4
+partitions holding records, nothing committed), with librdkafka's default heartbeat interval
+(3 s: the existing members learn of the new round from a heartbeat) and with 500 ms.
 
 The listener's CPU time is read from /proc before and after each phase, so the table shows
 where the time goes: listener CPU seconds per second of wall time (2 = both cores).
@@ -138,19 +143,92 @@ def consume_kcat(bootstrap, topic, records, pid):
             "consume_kcat_listener_cpu": cpu / seconds}
 
 
+def first_record_s(bootstrap, group, topic, settings, ready=None):
+    """Seconds from a new member's subscribe() to its first record, and the consumer (open)."""
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, **settings})
+    start = time.monotonic()
+    c.subscribe([topic])
+    while True:
+        m = c.poll(0.05)
+        if m is not None and not m.error():
+            return time.monotonic() - start, c
+        if time.monotonic() - start > 120:
+            raise RuntimeError(f"{group}: no record within 120 s")
+
+
+def while_polling(consumers, action):
+    """Runs `action` while another thread polls `consumers`."""
+    import threading
+
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            for c in consumers:
+                c.poll(0.01)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        return action()
+    finally:
+        stop.set()
+        poller.join()
+
+
+def group_join(bootstrap, runs, settings):
+    """Time to first record for the first member of an empty group, and for a member joining
+    a stable 2-member group (4 partitions, records in every one, nothing committed)."""
+    topic = f"bench-group-{settings.get('heartbeat.interval.ms', 'default')}"
+    create_topic(bootstrap, topic, 4, "lz4")
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(4000):
+        p.produce(topic, value=b"x" * 100, partition=i % 4)
+    p.flush(60)
+    first, third = [], []
+    for run in range(runs):
+        group = f"{topic}-{run}"
+        t, a = first_record_s(bootstrap, group, topic, settings)
+        first.append(t)
+        # Members already in the group must keep polling: librdkafka serves their rejoin there.
+        _, b = while_polling([a], lambda: first_record_s(bootstrap, group, topic, settings))
+        time.sleep(1)  # the two members settle
+        t, c = while_polling([a, b], lambda: first_record_s(bootstrap, group, topic, settings))
+        third.append(t)
+        for x in (a, b, c):
+            x.close()
+    return {"first_member_s": sorted(first), "third_member_s": sorted(third)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pail", default="target/release/pail")
     ap.add_argument("--store", default="memory://")
     ap.add_argument("--records", type=int, default=300_000)
     ap.add_argument("--json")
+    ap.add_argument("--groups-only", action="store_true", help="only the group-join figures")
+    ap.add_argument("--group-runs", type=int, default=3)
     args = ap.parse_args()
     rng = random.Random(1)
     pool = "".join(rng.choice(string.ascii_lowercase) for _ in range(POOL_BYTES)).encode()
     proc, bootstrap = start_listener(args.pail, args.store)
     results = []
     try:
-        for partitions in (1, 4):
+        for label, settings in (("librdkafka defaults (heartbeat 3 s)", {}),
+                                ("heartbeat.interval.ms=500", {"heartbeat.interval.ms": 500})):
+            row = group_join(bootstrap, args.group_runs, settings)
+            row["settings"] = label
+            results.append(row)
+            print(f"group join, {label}: first member "
+                  + ", ".join(f"{t:.2f}" for t in row["first_member_s"])
+                  + " s; joining a stable 2-member group "
+                  + ", ".join(f"{t:.2f}" for t in row["third_member_s"]) + " s", flush=True)
+        for partitions in (() if args.groups_only else (1, 4)):
             for compression in ("zstd", "lz4"):
                 topic = f"bench-{partitions}p-{compression}"
                 create_topic(bootstrap, topic, partitions, compression)

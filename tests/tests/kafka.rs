@@ -9,6 +9,11 @@
 //!   every acknowledged record is in the log at its acknowledged offset, and every record is
 //!   there exactly once (retries after a lost answer are appended once). On a directory store
 //!   and on the S3 server.
+//! - `consumer_groups_of_each_client_split_partitions_and_commit`: two-member groups of
+//!   confluent-kafka and of kafka-python, one member per listener, split a 4-partition topic,
+//!   read every record once, commit, and resume from the commits (`tests/python/
+//!   kafka_groups.py`, which also checks simple commits and DeleteTopics).
+//! - `kcat_balanced_consumers_split_the_partitions`: two `kcat -G` members on two listeners.
 //! - `broken_frames_close_only_their_connection` and
 //!   `api_versions_lists_only_what_is_served`: raw bytes on a socket, no client library.
 //!
@@ -111,8 +116,8 @@ fn kcat_available() -> bool {
     ok
 }
 
-#[test]
-fn three_clients_agree_through_two_listeners() {
+/// Runs a client script against two listeners on one fresh store and checks it says OK.
+fn run_client_script(name: &str, extra: &[&str]) {
     let Some(python) = python() else {
         return;
     };
@@ -122,25 +127,169 @@ fn three_clients_agree_through_two_listeners() {
     let a = Listener::start(store, "127.0.0.1:0");
     let b = Listener::start(store, "127.0.0.1:0");
     let mut cmd = Command::new(python);
-    cmd.arg(script("kafka_clients.py"))
+    cmd.arg(script(name))
         .args(["--bootstrap", &format!("{},{}", a.addr, b.addr)])
         .args(["--store", store])
         .arg("--pail")
-        .arg(pail_tests::pail_bin());
-    if !kcat_available() {
-        cmd.arg("--no-kcat");
-    }
+        .arg(pail_tests::pail_bin())
+        .args(extra);
     let f = run_timed(cmd, None, DEADLINE);
     let logs = format!("listener A:\n{}\nlistener B:\n{}", a.kill(), b.kill());
     assert_eq!(
         f.code,
         Some(0),
-        "kafka_clients.py failed:\n{}{}\n{logs}",
+        "{name} failed:\n{}{}\n{logs}",
         f.stderr,
         f.stdout_text()
     );
     println!("{}", f.stdout_text());
-    assert!(f.stdout_text().starts_with("kafka_clients: OK"));
+    let ok = format!("{}: OK", name.trim_end_matches(".py"));
+    assert!(f.stdout_text().starts_with(&ok));
+}
+
+#[test]
+fn three_clients_agree_through_two_listeners() {
+    let no_kcat: &[&str] = if kcat_available() {
+        &[]
+    } else {
+        &["--no-kcat"]
+    };
+    run_client_script("kafka_clients.py", no_kcat);
+}
+
+#[test]
+fn consumer_groups_of_each_client_split_partitions_and_commit() {
+    run_client_script("kafka_groups.py", &[]);
+}
+
+/// A `kcat -G` balanced consumer whose output lines (`partition offset value`) are collected
+/// by a thread; SIGKILLed when dropped.
+struct Kcat {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Kcat {
+    fn start(addr: &str, group: &str, topic: &str) -> Kcat {
+        let mut child = Command::new("kcat")
+            .args([
+                "-b",
+                addr,
+                "-G",
+                group,
+                topic,
+                "-o",
+                "beginning",
+                "-q",
+                "-u",
+            ])
+            .args([
+                "-X",
+                "session.timeout.ms=6000",
+                "-X",
+                "heartbeat.interval.ms=1000",
+            ])
+            .args(["-f", "%p %o %s\\n"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Kcat { child, lines }
+    }
+
+    fn read(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Kcat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 100 ms until it holds or a minute passes (then fails with `what`).
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_balanced_consumers_split_the_partitions() {
+    if !kcat_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let pail = Pail::open(store).await.unwrap();
+    pail.create_topic("kc", TopicConfig::new(4)).await.unwrap();
+    let (a, b) = (
+        Listener::start(store, "127.0.0.1:0"),
+        Listener::start(store, "127.0.0.1:0"),
+    );
+    let members = [
+        Kcat::start(&a.addr, "kg", "kc"),
+        Kcat::start(&b.addr, "kg", "kc"),
+    ];
+    // Both members hold two partitions each in the group's state (decoded from the leader's
+    // ConsumerProtocolAssignment), before any record exists.
+    eventually("two kcat members with two partitions each", async || {
+        let Ok(d) = pail.describe_group("kg").await else {
+            return false;
+        };
+        d.state == "stable"
+            && d.members.len() == 2
+            && d.members.iter().all(|m| m.partitions.len() == 2)
+    })
+    .await;
+    for i in 0..40u32 {
+        let record = pail_core::Record::from_value(format!("v{i}"));
+        pail.append("kc", i % 4, vec![record]).await.unwrap();
+    }
+    let total = || members.iter().map(|m| m.read().len()).sum::<usize>();
+    eventually("40 records read", async || total() >= 40).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut values: Vec<String> = Vec::new();
+    let mut partitions: Vec<std::collections::BTreeSet<String>> = Vec::new();
+    for m in &members {
+        let lines = m.read();
+        partitions.push(
+            lines
+                .iter()
+                .map(|l| l.split(' ').next().unwrap().to_string())
+                .collect(),
+        );
+        values.extend(
+            lines
+                .iter()
+                .map(|l| l.rsplit(' ').next().unwrap().to_string()),
+        );
+    }
+    values.sort();
+    let mut want: Vec<String> = (0..40).map(|i| format!("v{i}")).collect();
+    want.sort();
+    assert_eq!(values, want, "every record read once");
+    assert!(
+        partitions[0].is_disjoint(&partitions[1]),
+        "a partition read by both members: {partitions:?}"
+    );
 }
 
 /// A free port on loopback (bound, then released for the listener to take).
@@ -282,8 +431,18 @@ fn api_versions_lists_only_what_is_served() {
         (1, 4, 12), // Fetch
         (2, 1, 7),  // ListOffsets
         (3, 0, 12), // Metadata
+        (8, 2, 8),  // OffsetCommit
+        (9, 1, 8),  // OffsetFetch
+        (10, 0, 4), // FindCoordinator
+        (11, 0, 7), // JoinGroup
+        (12, 0, 4), // Heartbeat
+        (13, 0, 4), // LeaveGroup
+        (14, 0, 5), // SyncGroup
+        (15, 0, 5), // DescribeGroups
+        (16, 0, 4), // ListGroups
         (18, 0, 4), // ApiVersions
         (19, 2, 7), // CreateTopics
+        (20, 1, 6), // DeleteTopics
         (22, 0, 4), // InitProducerId
         (32, 1, 4), // DescribeConfigs
     ];
@@ -291,7 +450,7 @@ fn api_versions_lists_only_what_is_served() {
     sorted.sort();
     assert_eq!(
         sorted, served,
-        "no group, transaction or DeleteTopics API is advertised"
+        "no transaction, KIP-848 or share-group API is advertised"
     );
     // A version above the range: error 35 and the ranges, in a v0 body and v0 header.
     let got = exchange(

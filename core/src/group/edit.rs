@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::assign::{Subscriber, assign};
+use super::classic::{self, KafkaJoin, Refusal};
 use super::state::{
     Assignor, CommittedOffset, GROUP_FORMAT, GroupState, MEMBER_METADATA_MAX_BYTES, MEMBERS_MAX,
     Member, OFFSET_METADATA_MAX_BYTES, Ownership, Protocol, TopicPartition, check_successor,
@@ -81,6 +82,35 @@ pub enum GroupEdit {
     },
     /// An operator deletes the group; refused while any member is live.
     Delete,
+    /// Kafka's classic protocol (`super::classic`): JoinGroup.
+    KafkaJoin(KafkaJoin),
+    /// SyncGroup from the leader: each member's opaque assignment for `generation`, and for
+    /// protocol type "consumer" the partitions it names, decoded.
+    KafkaSync {
+        member_id: String,
+        generation: u64,
+        assignments: BTreeMap<String, String>,
+        owners: BTreeMap<TopicPartition, String>,
+    },
+    /// OffsetCommit under Kafka's rules (generation -1 with an empty member id: a "simple"
+    /// commit, only into a group with no live member). Also renews the member's lease.
+    KafkaCommit {
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i64,
+        offsets: Vec<OffsetCommit>,
+    },
+    /// Renews a member's lease (a heartbeat, or a member waiting in JoinGroup or SyncGroup).
+    KafkaRenew {
+        member_id: String,
+    },
+    /// LeaveGroup: these members go (absent ones are already gone).
+    KafkaLeave {
+        member_ids: Vec<String>,
+    },
+    /// Nothing but the common tail: remove expired members, complete a round past its
+    /// deadline.
+    Tick,
 }
 
 /// Who is committing and when, supplied by the commit loop.
@@ -105,6 +135,8 @@ pub enum GroupError {
     Active(usize),
     #[error("invariant broken: {0}")]
     Invariant(String),
+    #[error("{1}")]
+    Refused(Refusal, String),
 }
 
 /// Applies `edit` to `prev`, returning the group's next state.
@@ -148,14 +180,18 @@ pub fn apply(
             next.assignment.clear();
             next.offsets.clear();
             next.topics.clear();
+            next.round = None;
+            next.awaiting_sync = false;
             false
         }
+        classic_edit => classic::apply(&mut next, classic_edit, ctx.now_ms)?,
     };
     // Any change removes the members whose lease ran out; that, too, is a rebalance.
     let expired = remove_expired(&mut next, ctx.now_ms);
     if rebalance || expired {
-        rebalance_now(&mut next);
+        rebalance_now(&mut next, ctx.now_ms);
     }
+    classic::settle(&mut next, ctx.now_ms);
     check_successor(prev, &next).map_err(GroupError::Invariant)?;
     Ok(next)
 }
@@ -173,7 +209,7 @@ fn skeleton(prev: &GroupState, ctx: &GroupCtx<'_>) -> GroupState {
     }
 }
 
-fn refuse_if_live(state: &GroupState, now_ms: i64) -> Result<(), GroupError> {
+pub(super) fn refuse_if_live(state: &GroupState, now_ms: i64) -> Result<(), GroupError> {
     match state.live_members(now_ms).count() {
         0 => Ok(()),
         n => Err(GroupError::Active(n)),
@@ -183,13 +219,7 @@ fn refuse_if_live(state: &GroupState, now_ms: i64) -> Result<(), GroupError> {
 /// Adds the member; true when the group must rebalance.
 fn apply_join(next: &mut GroupState, join: &Join, now_ms: i64) -> Result<bool, GroupError> {
     validate_join(join)?;
-    if next.deleted {
-        // A deleted group starts over, keeping its generation so that nothing stale matches.
-        next.deleted = false;
-        next.members.clear();
-        next.assignment.clear();
-        next.offsets.clear();
-    }
+    restart_if_deleted(next);
     if next.member(&join.member_id).is_some() {
         return Err(GroupError::Invalid(format!(
             "member id {} is already in the group",
@@ -197,12 +227,24 @@ fn apply_join(next: &mut GroupState, join: &Join, now_ms: i64) -> Result<bool, G
         )));
     }
     if next.has_live_members(now_ms) && next.protocol != join.protocol {
-        return Err(GroupError::Invalid(format!(
-            "the group speaks {:?}, this member {:?}",
-            next.protocol, join.protocol
-        )));
+        let speaks = match &next.protocol {
+            Protocol::Classic { protocol_type, .. } => {
+                format!("Kafka's classic protocol (type {protocol_type:?}), through `pail kafka`")
+            }
+            Protocol::Managed { assignor } => format!("pail's managed protocol ({assignor:?})"),
+        };
+        return Err(GroupError::Refused(
+            Refusal::InconsistentProtocol,
+            format!(
+                "the group's live members speak {speaks}; a member of another protocol cannot \
+                 join until they leave"
+            ),
+        ));
     }
     next.protocol = join.protocol.clone();
+    // A managed group has no rounds (the classic members left are expired, removed below).
+    next.round = None;
+    next.awaiting_sync = false;
     let member = Member {
         id: join.member_id.clone(),
         instance_id: join.instance_id.clone(),
@@ -211,6 +253,9 @@ fn apply_join(next: &mut GroupState, join: &Join, now_ms: i64) -> Result<bool, G
         lease_expires_at_ms: now_ms.saturating_add(join.session_timeout_ms as i64),
         client: join.client.clone(),
         metadata: join.metadata.clone(),
+        protocols: Vec::new(),
+        rebalance_timeout_ms: 0,
+        assignment: String::new(),
     };
     let returning = join.instance_id.as_ref().and_then(|instance| {
         next.members
@@ -239,7 +284,18 @@ fn apply_join(next: &mut GroupState, join: &Join, now_ms: i64) -> Result<bool, G
     }
 }
 
-fn validate_join(join: &Join) -> Result<(), GroupError> {
+/// A deleted group starts over when someone joins, keeping its generation so that nothing
+/// stale matches.
+pub(super) fn restart_if_deleted(next: &mut GroupState) {
+    if next.deleted {
+        next.deleted = false;
+        next.members.clear();
+        next.assignment.clear();
+        next.offsets.clear();
+    }
+}
+
+pub(super) fn validate_join(join: &Join) -> Result<(), GroupError> {
     let bad = |m: String| Err(GroupError::Invalid(m));
     if join.member_id.is_empty() || join.member_id.len() > 255 {
         return bad("a member id has 1 to 255 bytes".into());
@@ -282,7 +338,7 @@ fn merge_partitions(next: &mut GroupState, counts: &BTreeMap<String, u32>) -> bo
     changed
 }
 
-fn insert_member(next: &mut GroupState, member: Member) -> Result<(), GroupError> {
+pub(super) fn insert_member(next: &mut GroupState, member: Member) -> Result<(), GroupError> {
     if next.members.len() >= MEMBERS_MAX {
         return Err(GroupError::Invalid(format!(
             "the group is full ({MEMBERS_MAX} members)"
@@ -296,8 +352,11 @@ fn insert_member(next: &mut GroupState, member: Member) -> Result<(), GroupError
     Ok(())
 }
 
-fn remove_member(next: &mut GroupState, id: &str) {
+pub(super) fn remove_member(next: &mut GroupState, id: &str) {
     next.members.retain(|m| m.id != id);
+    if let Some(round) = &mut next.round {
+        round.joined.remove(id);
+    }
 }
 
 /// Puts `member` in `old`'s place, with `old`'s partitions.
@@ -451,25 +510,32 @@ fn release(next: &mut GroupState, member: &str, tp: &TopicPartition) {
 
 /// Removes members whose lease has run out; true if any was removed.
 fn remove_expired(next: &mut GroupState, now_ms: i64) -> bool {
-    let before = next.members.len();
-    next.members.retain(|m| m.lease_expires_at_ms > now_ms);
-    before != next.members.len()
+    let expired: Vec<String> = next
+        .members
+        .iter()
+        .filter(|m| m.lease_expires_at_ms <= now_ms)
+        .map(|m| m.id.clone())
+        .collect();
+    for id in &expired {
+        remove_member(next, id);
+    }
+    !expired.is_empty()
 }
 
 /// A new generation with a new assignment. Managed groups compute it; a partition whose owner
 /// is still a member moves in two phases (the owner is asked to release it to the new member);
-/// one whose owner is gone moves at once. Classic groups drop the assignment until their
-/// leader supplies one for the new generation.
-fn rebalance_now(next: &mut GroupState) {
-    next.generation += 1;
-    let generation = next.generation;
+/// one whose owner is gone moves at once. Classic groups open a rebalance round instead
+/// (`classic::open_round`): the generation moves when the round completes.
+fn rebalance_now(next: &mut GroupState, now_ms: i64) {
     let assignor = match &next.protocol {
         Protocol::Managed { assignor } => *assignor,
         Protocol::Classic { .. } => {
-            next.assignment.clear();
+            classic::open_round(next, now_ms);
             return;
         }
     };
+    next.generation += 1;
+    let generation = next.generation;
     let present: BTreeSet<&str> = next.members.iter().map(|m| m.id.as_str()).collect();
     let current: BTreeMap<TopicPartition, String> = next
         .assignment

@@ -19,6 +19,7 @@
 //! chain. The consumer that uses all this is `crate::consumer`.
 
 pub mod assign;
+pub mod classic;
 pub mod edit;
 pub mod ops;
 pub mod state;
@@ -37,9 +38,12 @@ use crate::storage::{Store, keys};
 use crate::sync::lock;
 use crate::topic::TopicName;
 
-pub use edit::{GroupEdit, Heartbeat, Join, OffsetCommit};
+pub use classic::{KafkaJoin, Refusal};
+pub use edit::{GroupEdit, Heartbeat, Join, OffsetCommit, managed};
 pub use ops::{GroupDescription, MemberDescription, PartitionLag, ResetTo};
-pub use state::{Assignor, GroupState, Member, Ownership, Protocol, TopicPartition};
+pub use state::{
+    Assignor, ClassicProtocol, GroupState, Member, Ownership, Protocol, Round, TopicPartition,
+};
 
 /// A validated group name: the rules of topic names (1 to 249 of `[A-Za-z0-9._-]`, not `.` or
 /// `..`), which also keep it safe as an object-key segment.

@@ -320,5 +320,10 @@ pub(crate) fn group_error(group: &GroupName, e: GroupError) -> Error {
             members,
         },
         GroupError::Invariant(reason) => Error::corrupt(chain, reason),
+        GroupError::Refused(refusal, reason) => Error::GroupRefused {
+            group: group.to_string(),
+            refusal,
+            reason,
+        },
     }
 }

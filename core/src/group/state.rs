@@ -14,8 +14,13 @@ pub const MEMBERS_MAX: usize = 1000;
 pub const GROUP_PARTITIONS_MAX: usize = 10_000;
 /// Longest offset-commit metadata string, in bytes (Kafka's `offset.metadata.max.bytes`).
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
-/// Longest member metadata (the classic protocol's subscription bytes, base64), in bytes.
+/// Longest member metadata (the classic protocol's subscription bytes, base64, all of a
+/// member's protocols together), in bytes.
 pub const MEMBER_METADATA_MAX_BYTES: usize = 16 * 1024;
+/// Longest assignment a classic-protocol leader may give one member (base64), in bytes.
+pub const MEMBER_ASSIGNMENT_MAX_BYTES: usize = 16 * 1024;
+/// Most protocols (assignors) one classic-protocol member may offer.
+pub const MEMBER_PROTOCOLS_MAX: usize = 16;
 
 /// A topic and one of its partitions. Stored as `"topic/partition"` (topic names cannot hold a
 /// `/`), so it can key a JSON map.
@@ -120,6 +125,39 @@ pub struct Member {
     /// Classic protocol subscription metadata, base64.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub metadata: String,
+    /// Classic protocol: the protocols (assignors) the member supports, in its order of
+    /// preference, each with its metadata.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protocols: Vec<ClassicProtocol>,
+    /// Classic protocol: how long a rebalance round waits for this member to join again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rebalance_timeout_ms: u64,
+    /// Classic protocol: the opaque assignment (base64) the leader gave this member for the
+    /// current generation; empty until the leader's SyncGroup is in.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub assignment: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One protocol a classic-protocol member offers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassicProtocol {
+    pub name: String,
+    /// The member's metadata for this protocol, base64.
+    pub metadata: String,
+}
+
+/// A classic-protocol rebalance round being prepared (Kafka's PreparingRebalance): it
+/// completes when every member has joined again, or at its deadline without the laggards.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Round {
+    pub started_at_ms: i64,
+    pub deadline_ms: i64,
+    /// Members that joined (again) during this round.
+    pub joined: std::collections::BTreeSet<String>,
 }
 
 /// Who owns a partition, and who is waiting for it.
@@ -172,6 +210,13 @@ pub struct GroupState {
     /// Set by `pail group delete`: the group is gone until someone joins again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// Classic protocol: the open rebalance round, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<Round>,
+    /// Classic protocol: a generation formed and its leader's assignment not yet in (Kafka's
+    /// CompletingRebalance).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_sync: bool,
 }
 
 impl GroupState {
@@ -195,6 +240,8 @@ impl GroupState {
             assignment: BTreeMap::new(),
             offsets: BTreeMap::new(),
             deleted: false,
+            round: None,
+            awaiting_sync: false,
         }
     }
 
@@ -267,6 +314,15 @@ impl GroupState {
         let tracked = self.assignment.len().max(self.offsets.len());
         if tracked > GROUP_PARTITIONS_MAX {
             return Err(format!("{tracked} partitions, over {GROUP_PARTITIONS_MAX}"));
+        }
+        if let Some(round) = &self.round
+            && round.joined.iter().any(|id| self.member(id).is_none())
+        {
+            return Err("a member joined the open round but is not in the group".into());
+        }
+        let classic = matches!(self.protocol, Protocol::Classic { .. });
+        if (self.round.is_some() || self.awaiting_sync) && !classic {
+            return Err("a rebalance round in a group that is not classic-protocol".into());
         }
         for (tp, o) in &self.assignment {
             let known = |id: &str| self.member(id).is_some();

@@ -259,3 +259,304 @@ fn version_size_grows_linearly_in_members_and_partitions() {
         );
     }
 }
+
+// Kafka's classic protocol (`classic`): the join barrier in the state.
+
+const REBALANCE: u64 = 5_000;
+
+fn kjoin(id: &str, protocols: &[&str]) -> GroupEdit {
+    kjoin_as(id, None, protocols)
+}
+
+fn kjoin_as(id: &str, instance: Option<&str>, protocols: &[&str]) -> GroupEdit {
+    GroupEdit::KafkaJoin(KafkaJoin {
+        member_id: id.into(),
+        instance_id: instance.map(str::to_string),
+        protocol_type: "consumer".into(),
+        protocols: protocols
+            .iter()
+            .map(|p| ClassicProtocol {
+                name: p.to_string(),
+                metadata: format!("meta-{}", instance.unwrap_or(id)),
+            })
+            .collect(),
+        session_timeout_ms: SESSION,
+        rebalance_timeout_ms: REBALANCE,
+        client: String::new(),
+        topics: vec!["t".into()],
+    })
+}
+
+fn refusal(s: &GroupState, e: &GroupEdit, now: i64) -> Refusal {
+    match apply(s, e, &ctx(now)) {
+        Err(GroupError::Refused(r, _)) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn leader(s: &GroupState) -> &str {
+    match &s.protocol {
+        Protocol::Classic { leader, .. } => leader,
+        Protocol::Managed { .. } => panic!("not classic"),
+    }
+}
+
+fn protocol_name(s: &GroupState) -> &str {
+    match &s.protocol {
+        Protocol::Classic { protocol_name, .. } => protocol_name,
+        Protocol::Managed { .. } => panic!("not classic"),
+    }
+}
+
+fn ksync(s: &GroupState, leader: &str) -> GroupEdit {
+    GroupEdit::KafkaSync {
+        member_id: leader.into(),
+        generation: s.generation,
+        assignments: s
+            .members
+            .iter()
+            .map(|m| (m.id.clone(), format!("for-{}", m.id)))
+            .collect(),
+        owners: BTreeMap::from([(TopicPartition::new("t", 0), leader.to_string())]),
+    }
+}
+
+fn kcommit(member: &str, generation: i64, offset: u64) -> GroupEdit {
+    GroupEdit::KafkaCommit {
+        member_id: member.into(),
+        instance_id: None,
+        generation,
+        offsets: vec![commit(0, offset)],
+    }
+}
+
+#[test]
+fn a_lone_joiner_forms_a_generation_at_once_and_leads_it() {
+    let s = step(&genesis(), &kjoin("a", &["range"]), 0);
+    assert!(s.round.is_none() && s.awaiting_sync);
+    assert_eq!(
+        (s.generation, leader(&s), protocol_name(&s)),
+        (1, "a", "range")
+    );
+    let s = step(&s, &ksync(&s, "a"), 1);
+    assert!(!s.awaiting_sync);
+    assert_eq!(s.member("a").unwrap().assignment, "for-a");
+    assert_eq!(s.assignment[&TopicPartition::new("t", 0)].owner, "a");
+}
+
+#[test]
+fn a_round_completes_when_every_member_has_joined() {
+    let s = step(&genesis(), &kjoin("a", &["range"]), 0);
+    let s = step(&s, &ksync(&s, "a"), 1);
+    let s = step(&s, &kjoin("b", &["range"]), 2);
+    assert!(s.round.is_some(), "a waits for a to join again");
+    assert_eq!(s.generation, 1);
+    // Eager clients commit what they processed before joining again: accepted.
+    assert!(apply(&s, &kcommit("a", 1, 5), &ctx(3)).is_ok());
+    let s = step(&s, &kjoin("a", &["range"]), 3);
+    assert!(s.round.is_none() && s.awaiting_sync);
+    assert_eq!(
+        (s.generation, leader(&s)),
+        (2, "a"),
+        "the old leader keeps leading"
+    );
+    assert_eq!(s.members.len(), 2);
+}
+
+#[test]
+fn the_deadline_removes_members_that_did_not_join_again() {
+    let s = step(&genesis(), &kjoin("a", &["range"]), 0);
+    let s = step(&s, &ksync(&s, "a"), 1);
+    let s = step(&s, &kjoin("b", &["range"]), 2);
+    let s = step(
+        &s,
+        &GroupEdit::KafkaRenew {
+            member_id: "a".into(),
+        },
+        3,
+    );
+    assert!(s.round.is_some(), "before the deadline, the round waits");
+    let s = step(&s, &GroupEdit::Tick, 2 + REBALANCE as i64);
+    assert!(s.round.is_none());
+    assert!(s.member("a").is_none(), "a never joined the round");
+    assert_eq!(
+        (s.generation, leader(&s)),
+        (2, "b"),
+        "the first joined member leads"
+    );
+}
+
+#[test]
+fn the_protocol_is_the_one_every_member_supports_and_most_prefer() {
+    let s = step(&genesis(), &kjoin("a", &["roundrobin", "range"]), 0);
+    let s = step(&s, &ksync(&s, "a"), 1);
+    let s = step(&s, &kjoin("b", &["range", "roundrobin"]), 2);
+    let s = step(&s, &kjoin("c", &["range", "sticky", "roundrobin"]), 2);
+    let s = step(&s, &kjoin("a", &["roundrobin", "range"]), 3);
+    assert_eq!(protocol_name(&s), "range");
+    let none_common = kjoin("d", &["sticky"]);
+    assert_eq!(refusal(&s, &none_common, 4), Refusal::InconsistentProtocol);
+}
+
+#[test]
+fn stale_generations_unknown_members_and_early_commits_are_refused() {
+    let s = step(&genesis(), &kjoin("a", &["range"]), 0);
+    assert_eq!(
+        refusal(&s, &kcommit("a", 1, 5), 1),
+        Refusal::RebalanceInProgress,
+        "no commit between join and sync"
+    );
+    let s = step(&s, &ksync(&s, "a"), 1);
+    assert_eq!(
+        refusal(&s, &kcommit("a", 0, 5), 2),
+        Refusal::IllegalGeneration
+    );
+    assert_eq!(refusal(&s, &kcommit("zz", 1, 5), 2), Refusal::UnknownMember);
+    let s = step(&s, &kcommit("a", 1, 5), 2);
+    assert_eq!(s.offsets[&TopicPartition::new("t", 0)].offset, 5);
+    // A sync from a stale generation is refused too.
+    let s2 = step(&s, &kjoin("b", &["range"]), 3);
+    let s2 = step(&s2, &kjoin("a", &["range"]), 3);
+    let stale = GroupEdit::KafkaSync {
+        member_id: "a".into(),
+        generation: 1,
+        assignments: BTreeMap::new(),
+        owners: BTreeMap::new(),
+    };
+    assert_eq!(refusal(&s2, &stale, 4), Refusal::IllegalGeneration);
+}
+
+#[test]
+fn simple_commits_are_refused_while_the_group_has_live_members() {
+    let s = step(&genesis(), &kcommit("", -1, 7), 0);
+    assert_eq!(s.offsets[&TopicPartition::new("t", 0)].offset, 7);
+    let s = step(&s, &kjoin("a", &["range"]), 1);
+    assert_eq!(refusal(&s, &kcommit("", -1, 8), 2), Refusal::UnknownMember);
+    let s = step(&s, &kcommit("", -1, 8), 2 + SESSION as i64);
+    assert!(s.members.is_empty(), "the expired member is gone");
+    assert_eq!(s.offsets[&TopicPartition::new("t", 0)].offset, 8);
+}
+
+#[test]
+fn a_static_member_returns_to_its_place_without_a_round() {
+    let s = step(&genesis(), &kjoin_as("a1", Some("host-a"), &["range"]), 0);
+    let s = step(&s, &ksync(&s, "a1"), 1);
+    let generation = s.generation;
+    let s = step(&s, &kjoin_as("a2", Some("host-a"), &["range"]), 2);
+    assert!(s.round.is_none() && !s.awaiting_sync);
+    assert_eq!((s.generation, leader(&s)), (generation, "a2"));
+    assert_eq!(s.member("a2").unwrap().assignment, "for-a1");
+    assert_eq!(s.assignment[&TopicPartition::new("t", 0)].owner, "a2");
+    let old = GroupEdit::KafkaCommit {
+        member_id: "a1".into(),
+        instance_id: Some("host-a".into()),
+        generation: generation as i64,
+        offsets: vec![],
+    };
+    assert_eq!(refusal(&s, &old, 3), Refusal::FencedInstance);
+}
+
+#[test]
+fn kafka_and_managed_members_cannot_share_a_live_group() {
+    let s = step(&genesis(), &join("m", None, 2), 0);
+    assert_eq!(
+        refusal(&s, &kjoin("k", &["range"]), 1),
+        Refusal::InconsistentProtocol
+    );
+    let k = step(&genesis(), &kjoin("k", &["range"]), 0);
+    assert_eq!(
+        refusal(&k, &join("m", None, 2), 1),
+        Refusal::InconsistentProtocol
+    );
+    // Once the other protocol's members are gone, the group changes hands.
+    let later = step(&k, &join("m", None, 2), SESSION as i64 + 1);
+    assert!(later.round.is_none() && !later.awaiting_sync);
+    assert_eq!(later.fetchable("m").len(), 2);
+}
+
+#[test]
+fn leaving_opens_a_round_for_the_rest() {
+    let s = step(&genesis(), &kjoin("a", &["range"]), 0);
+    let s = step(&s, &ksync(&s, "a"), 1);
+    let s = step(&s, &kjoin("b", &["range"]), 2);
+    let s = step(&s, &kjoin("a", &["range"]), 2);
+    let s = step(&s, &ksync(&s, "a"), 3);
+    let s = step(
+        &s,
+        &GroupEdit::KafkaLeave {
+            member_ids: vec!["a".into()],
+        },
+        4,
+    );
+    assert!(s.round.is_some());
+    let s = step(&s, &kjoin("b", &["range"]), 5);
+    assert_eq!((s.generation, leader(&s)), (3, "b"));
+    let s = step(
+        &s,
+        &GroupEdit::KafkaLeave {
+            member_ids: vec!["b".into()],
+        },
+        6,
+    );
+    assert!(s.members.is_empty() && s.round.is_none() && !s.awaiting_sync);
+}
+
+#[derive(Clone, Debug)]
+enum KOp {
+    Join(u8),
+    Sync,
+    Renew(u8),
+    Leave(u8),
+    Commit(u8),
+    Tick(i64),
+}
+
+fn kop() -> impl Strategy<Value = KOp> {
+    prop_oneof![
+        (0u8..4).prop_map(KOp::Join),
+        Just(KOp::Sync),
+        (0u8..4).prop_map(KOp::Renew),
+        (0u8..4).prop_map(KOp::Leave),
+        (0u8..4).prop_map(KOp::Commit),
+        (0i64..4_000).prop_map(KOp::Tick),
+    ]
+}
+
+proptest! {
+    /// Whatever members do: a round's joined members are members; a round is never left open
+    /// with every member joined or past its deadline; a completed generation has a leader who
+    /// is a member and a protocol every member supports; generations never move backward;
+    /// offsets change only by commits.
+    #[test]
+    fn classic_rounds_keep_their_invariants(ops in proptest::collection::vec(kop(), 1..80)) {
+        let mut s = genesis();
+        let mut now = 0i64;
+        for op in ops {
+            let id = |m: u8| format!("k{m}");
+            let edit = match op {
+                KOp::Tick(t) => { now += t; GroupEdit::Tick }
+                KOp::Join(m) => kjoin(&id(m), if m % 2 == 0 { &["range", "rr"] } else { &["rr", "range"] }),
+                KOp::Sync => { let l = match &s.protocol { Protocol::Classic { leader, .. } => leader.clone(), _ => continue }; ksync(&s, &l) }
+                KOp::Renew(m) => GroupEdit::KafkaRenew { member_id: id(m) },
+                KOp::Leave(m) => GroupEdit::KafkaLeave { member_ids: vec![id(m)] },
+                KOp::Commit(m) => kcommit(&id(m), s.generation as i64, now as u64),
+            };
+            let Ok(next) = apply(&s, &edit, &ctx(now)) else { continue };
+            prop_assert!(next.generation >= s.generation);
+            if let Some(r) = &next.round {
+                prop_assert!(now < r.deadline_ms, "a round past its deadline is still open");
+                prop_assert!(next.members.iter().any(|m| !r.joined.contains(&m.id)));
+            }
+            if next.awaiting_sync || (!next.members.is_empty() && next.round.is_none()) {
+                let l = leader(&next);
+                prop_assert!(next.member(l).is_some(), "leader {} is not a member", l);
+                let p = protocol_name(&next);
+                prop_assert!(next.members.iter().all(|m| m.protocols.iter().any(|x| x.name == p)));
+            }
+            if !matches!(edit, GroupEdit::KafkaCommit { .. }) {
+                prop_assert_eq!(&next.offsets, &s.offsets);
+            }
+            s = next;
+        }
+    }
+}

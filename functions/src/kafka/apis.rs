@@ -2,7 +2,7 @@
 //!
 //! The ApiVersions answer is built from this table, so what the listener advertises and what
 //! it serves can never disagree. Clients choose their features from ApiVersions, so only
-//! what works is listed (no groups, transactions or topic deletion yet).
+//! what works is listed (no transactions, fetch sessions or KIP-848 groups).
 //!
 //! A request is dispatched in two steps: the handler decodes and validates it right away, in
 //! the order requests arrive on the connection (so a Produce is queued behind the previous
@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use super::Broker;
 use super::handlers::{
-    api_versions, create_topics, describe_configs, fetch, init_producer_id, list_offsets, metadata,
-    produce,
+    api_versions, create_topics, delete_topics, describe_configs, fetch, find_coordinator,
+    heartbeat, init_producer_id, join_group, leave_group, list_groups, list_offsets, metadata,
+    offset_commit, offset_fetch, produce, sync_group,
 };
 
 /// How a request is answered.
@@ -47,7 +48,7 @@ pub struct Api {
 
 /// Everything the listener serves. Ranges: what librdkafka 2.x, kafka-python 3 and kcat ask
 /// for, from Kafka 4's minimums up to versions whose fields all mean something here.
-pub static APIS: [Api; 8] = [
+pub static APIS: [Api; 18] = [
     Api {
         key: ApiKey::Produce,
         min: 3,
@@ -95,6 +96,66 @@ pub static APIS: [Api; 8] = [
         min: 1,
         max: 4,
         handle: describe_configs::handle,
+    },
+    Api {
+        key: ApiKey::FindCoordinator,
+        min: 0,
+        max: 4,
+        handle: find_coordinator::handle,
+    },
+    Api {
+        key: ApiKey::JoinGroup,
+        min: 0,
+        max: 7,
+        handle: join_group::handle,
+    },
+    Api {
+        key: ApiKey::SyncGroup,
+        min: 0,
+        max: 5,
+        handle: sync_group::handle,
+    },
+    Api {
+        key: ApiKey::Heartbeat,
+        min: 0,
+        max: 4,
+        handle: heartbeat::handle,
+    },
+    Api {
+        key: ApiKey::LeaveGroup,
+        min: 0,
+        max: 4,
+        handle: leave_group::handle,
+    },
+    Api {
+        key: ApiKey::OffsetCommit,
+        min: 2,
+        max: 8,
+        handle: offset_commit::handle,
+    },
+    Api {
+        key: ApiKey::OffsetFetch,
+        min: 1,
+        max: 8,
+        handle: offset_fetch::handle,
+    },
+    Api {
+        key: ApiKey::ListGroups,
+        min: 0,
+        max: 4,
+        handle: list_groups::list,
+    },
+    Api {
+        key: ApiKey::DescribeGroups,
+        min: 0,
+        max: 5,
+        handle: list_groups::describe,
+    },
+    Api {
+        key: ApiKey::DeleteTopics,
+        min: 1,
+        max: 6,
+        handle: delete_topics::handle,
     },
 ];
 

@@ -7,7 +7,7 @@
 //!
 //! Modules: [`server`] (accepting, framing, pipelining, buffer bounds), [`apis`] (the table
 //! from API key to handler and version range, which also builds ApiVersions), [`handlers`]
-//! (one file per API), [`records`] (Kafka record batches to pail records and back),
+//! (one file per API), [`groups`] (what the group APIs share), [`records`] (Kafka record batches to pail records and back),
 //! [`appender`] (per-partition ordered appends), [`producer_ids`], [`codes`] (error codes).
 //! Must never: keep data or offsets of its own, or answer a produce before the commit is
 //! durable.
@@ -15,6 +15,7 @@
 pub mod apis;
 pub mod appender;
 pub mod codes;
+pub mod groups;
 pub mod handlers;
 pub mod producer_ids;
 pub mod records;
@@ -71,6 +72,8 @@ pub struct Broker {
     pub config: ListenerConfig,
     pub appenders: Arc<Appenders>,
     pub producer_ids: ProducerIds,
+    /// JoinGroup and SyncGroup requests waiting on their group's chain now.
+    pub group_waits: std::sync::atomic::AtomicUsize,
 }
 
 impl Broker {
@@ -81,6 +84,7 @@ impl Broker {
             producer_ids,
             pail,
             config,
+            group_waits: Default::default(),
         })
     }
 }

@@ -8,7 +8,8 @@
 //! answered hold at most [`CONNECTION_BUFFER_BYTES_MAX`] bytes and number at most
 //! [`IN_FLIGHT_MAX`]; past either the reader stops reading, so a fast client waits on TCP
 //! instead of filling memory. A frame that breaks the protocol closes its connection with a
-//! log line, after the answers already due are written.
+//! log line, after the answers already due are written. When the client closes its end, the
+//! answers not yet written are dropped with their futures (group waits end at once).
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -105,7 +106,11 @@ pub async fn connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
                         }
                         Err(e) => closing = Some(e.to_string()),
                     },
-                    None => closing = Some(String::new()),
+                    // The client is gone: what it waits for cannot reach it, so the answers
+                    // still due are dropped rather than awaited (a JoinGroup may wait minutes on
+                    // its group). A produce already queued still lands: its partition worker
+                    // owns the append, not this future.
+                    None => break,
                 }
             }
         }

@@ -19,6 +19,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::apis::{self, Framed};
+
+mod groups;
 use super::{Broker, ListenerConfig, codes};
 
 fn broker_on(store: Store) -> Arc<Broker> {
