@@ -1,0 +1,180 @@
+//! Unkeyed batches leave a busy partition (issue 13): a commit asked to give up after lost races
+//! does so only when nothing of it can be in the store, and `Pail::append_unkeyed` places such
+//! a batch on another partition. Every test runs on tokio's paused clock, against racers that
+//! commit once a millisecond while the writer under test sees its creates delayed.
+#![allow(clippy::unwrap_used)]
+
+use pail_core::storage::faults::{Fault, Faults, Op, Rule};
+use pail_core::{AppendOptions, Error, ErrorKind, Pail, Record, Store, TopicConfig};
+use pail_tests::read_all;
+use pail_tests::sim::{client, clock, faulty};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+const TOPIC: &str = "t";
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+async fn topic(partitions: u32) -> Store {
+    let store = Store::memory();
+    Pail::new(store.clone())
+        .create_topic(TOPIC, TopicConfig::new(partitions))
+        .await
+        .unwrap();
+    store
+}
+
+fn value(tag: &str) -> Vec<Record> {
+    vec![Record::from_value(tag.to_string())]
+}
+
+/// A writer committing one record a millisecond to `partition` until `stop` is set (or `limit`
+/// commits are made): it takes every key the writer under test is slow to create.
+fn racer(store: &Store, partition: u32, limit: u32, stop: &Arc<AtomicBool>) -> JoinHandle<u32> {
+    let pail = client(store, &clock(), "racer", 7);
+    let stop = Arc::clone(stop);
+    tokio::spawn(async move {
+        let mut n = 0;
+        while n < limit && !stop.load(Ordering::SeqCst) {
+            pail.append(TOPIC, partition, value("racer")).await.unwrap();
+            n += 1;
+            tokio::time::sleep(ms(1)).await;
+        }
+        n
+    })
+}
+
+/// A client whose segment creates on `partition` reach the store 10 ms late, after `first`
+/// (a fault for its first create there, if any).
+fn slow_writer(store: &Store, partition: u32, first: Option<Fault>) -> (Pail, Arc<Faults>) {
+    let faults = Faults::new(1);
+    let prefix = format!("topics/{TOPIC}/partition={partition}");
+    if let Some(fault) = first {
+        faults.add(Rule::always(Op::Put, prefix.clone(), fault).times(1));
+    }
+    faults.add(Rule::always(Op::Put, prefix, Fault::Latency(ms(10))));
+    let pail = client(&faulty(store, Arc::clone(&faults)), &clock(), "slow", 1);
+    (pail, faults)
+}
+
+fn giving_up_after(n: u32) -> AppendOptions {
+    AppendOptions {
+        give_up_after_lost_races: Some(n),
+        ..AppendOptions::default()
+    }
+}
+
+fn count(records: &[pail_core::StoredRecord], tag: &str) -> usize {
+    records
+        .iter()
+        .filter(|r| r.value.as_deref() == Some(tag.as_bytes()))
+        .count()
+}
+
+/// Three clean losses in a row: `Busy`, and nothing of the batch anywhere in the log.
+#[tokio::test(start_paused = true)]
+async fn a_commit_that_only_lost_races_gives_up_with_nothing_written() {
+    let store = topic(1).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let racing = racer(&store, 0, u32::MAX, &stop);
+    let (slow, faults) = slow_writer(&store, 0, None);
+    let err = slow
+        .append_with(TOPIC, 0, value("slow"), giving_up_after(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Busy { lost: 3, .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "retriable, no effect");
+    assert_eq!(faults.injected(), 3, "one create per lost race");
+    stop.store(true, Ordering::SeqCst);
+    racing.await.unwrap();
+    // Anything still in flight would land within the fault's delay.
+    tokio::time::sleep(ms(100)).await;
+    let log = read_all(&Pail::new(store), TOPIC, 0).await;
+    assert_eq!(
+        count(&log, "slow"),
+        0,
+        "a batch reported Busy is not in the log"
+    );
+    assert!(count(&log, "racer") > 0);
+}
+
+/// One attempt whose outcome was unclear for a while (its create timed out, or timed out and
+/// landed later) among lost races: the commit never claims "no effect" and settles on its
+/// partition, once.
+#[tokio::test(start_paused = true)]
+async fn an_unclear_attempt_among_lost_races_forbids_giving_up() {
+    for first in [Fault::Timeout(ms(10)), Fault::LandsLater(ms(5))] {
+        let store = topic(1).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        // The racer stops after 60 commits, so the slow writer gets through in the end.
+        let racing = racer(&store, 0, 60, &stop);
+        let (slow, _faults) = slow_writer(&store, 0, Some(first.clone()));
+        let landed = slow
+            .append_with(TOPIC, 0, value("slow"), giving_up_after(3))
+            .await;
+        let landed = landed.unwrap_or_else(|e| panic!("{first:?}: {e}"));
+        racing.await.unwrap();
+        tokio::time::sleep(ms(100)).await;
+        let log = read_all(&Pail::new(store), TOPIC, 0).await;
+        assert_eq!(count(&log, "slow"), 1, "{first:?}: once");
+        let at = log
+            .iter()
+            .find(|r| r.value.as_deref() == Some(&b"slow"[..]));
+        assert_eq!(at.unwrap().offset, landed.base_offset, "{first:?}");
+    }
+}
+
+/// `append_unkeyed` moves a batch off the busy partition, reports where it landed, and the
+/// batch is there once and nowhere else.
+#[tokio::test(start_paused = true)]
+async fn an_unkeyed_batch_moves_off_a_busy_partition() {
+    let store = topic(2).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let racing = racer(&store, 0, u32::MAX, &stop);
+    let (slow, _faults) = slow_writer(&store, 0, None);
+    let landed = slow
+        .append_unkeyed(TOPIC, 0, value("slow"), AppendOptions::default())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    racing.await.unwrap();
+    assert_eq!(landed.partition, 1, "moved to the only other partition");
+    let reader = Pail::new(store);
+    assert_eq!(count(&read_all(&reader, TOPIC, 0).await, "slow"), 0);
+    let other = read_all(&reader, TOPIC, 1).await;
+    assert_eq!(count(&other, "slow"), 1);
+    assert_eq!(other[0].offset, landed.base_offset);
+}
+
+/// Batches whose partition a retry depends on never get a bound on lost races, and keyed
+/// records never go through `append_unkeyed`.
+#[tokio::test(start_paused = true)]
+async fn pinned_batches_are_never_offered_a_move() {
+    let store = topic(2).await;
+    let pail = Pail::new(store);
+    let keyed = AppendOptions {
+        idempotency_key: Some("k".into()),
+        ..giving_up_after(2)
+    };
+    let err = pail
+        .append_with(TOPIC, 0, value("x"), keyed)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let err = pail
+        .append_unkeyed(
+            TOPIC,
+            0,
+            vec![Record::keyed("key", "x")],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let log = read_all(&pail, TOPIC, 0).await;
+    assert!(log.is_empty(), "nothing was written");
+}
