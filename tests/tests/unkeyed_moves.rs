@@ -178,3 +178,125 @@ async fn pinned_batches_are_never_offered_a_move() {
     let log = read_all(&pail, TOPIC, 0).await;
     assert!(log.is_empty(), "nothing was written");
 }
+
+mod http {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use pail_core::producer::partitioner::partition_for_key;
+    use pail_functions::http::{AppState, router};
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+    use tower::ServiceExt;
+
+    const PARTITIONS: u32 = 2;
+
+    /// One produce request of one record; the reply's status and body.
+    async fn produce(app: &axum::Router, record: Value, idem: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::post(format!("/v1/topics/{TOPIC}/records"))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(k) = idem {
+            req = req.header("idempotency-key", k);
+        }
+        let body = Body::from(json!({ "records": [record] }).to_string());
+        let response = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// What one request sent, and the partition it must land on if it may not move.
+    struct Sent {
+        value: String,
+        pinned_to: Option<u32>,
+        record: Value,
+        idem: Option<String>,
+    }
+
+    fn requests(n: usize) -> Vec<Sent> {
+        (0..n)
+            .map(|i| {
+                let value = format!("v{i}");
+                match i % 4 {
+                    // Keyed: the key's partition.
+                    0 => Sent {
+                        pinned_to: Some(partition_for_key(format!("k{i}").as_bytes(), PARTITIONS)),
+                        record: json!({"key": format!("k{i}"), "value": value}),
+                        idem: None,
+                        value,
+                    },
+                    // Unkeyed with an Idempotency-Key: the idempotency key's partition.
+                    1 => Sent {
+                        pinned_to: Some(partition_for_key(format!("i{i}").as_bytes(), PARTITIONS)),
+                        record: json!({ "value": value }),
+                        idem: Some(format!("i{i}")),
+                        value,
+                    },
+                    _ => Sent {
+                        pinned_to: None,
+                        record: json!({ "value": value }),
+                        idem: None,
+                        value,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Every (partition, offset) of the topic with the value found there.
+    async fn log_of(store: &Store) -> BTreeMap<(u32, u64), String> {
+        let reader = Pail::new(store.clone());
+        let mut log = BTreeMap::new();
+        for p in 0..PARTITIONS {
+            for r in read_all(&reader, TOPIC, p).await {
+                let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+                log.insert((p, r.offset), v);
+            }
+        }
+        log
+    }
+
+    /// 96 concurrent one-record requests on two partitions whose creates take 10 ms: every
+    /// record is acknowledged once, at the partition and offset its reply names; unkeyed
+    /// requests moved off busy partitions, keyed and idempotency-keyed ones never did.
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_unkeyed_produces_move_and_every_reply_is_true() {
+        let store = topic(PARTITIONS).await;
+        let faults = Faults::new(3);
+        faults.add(Rule::always(
+            Op::Put,
+            format!("topics/{TOPIC}/partition="),
+            Fault::Latency(ms(10)),
+        ));
+        let state = AppState::new(&faulty(&store, faults));
+        let app = router(state.clone(), None);
+        let sent = requests(96);
+        let replies = futures::future::join_all(
+            sent.iter()
+                .map(|s| produce(&app, s.record.clone(), s.idem.as_deref())),
+        )
+        .await;
+        let log = log_of(&store).await;
+        assert_eq!(log.len(), sent.len(), "every record once, nothing else");
+        for (s, (status, body)) in sent.iter().zip(&replies) {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            let at = &body["offsets"][0];
+            let partition = at["partition"].as_u64().unwrap() as u32;
+            let offset = at["offset"].as_u64().unwrap();
+            assert_eq!(log.get(&(partition, offset)), Some(&s.value), "{body}");
+            if let Some(p) = s.pinned_to {
+                assert_eq!(partition, p, "{} never moves", s.value);
+            }
+        }
+        let metrics = state.metrics.render();
+        let moves: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("pail_produce_moves_total "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(moves > 0, "some unkeyed requests moved:\n{metrics}");
+    }
+}
