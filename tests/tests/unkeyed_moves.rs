@@ -300,3 +300,123 @@ mod http {
         assert!(moves > 0, "some unkeyed requests moved:\n{metrics}");
     }
 }
+
+mod simulation {
+    use super::*;
+    use pail_tests::sim::{run_paused, seeds};
+    use std::collections::BTreeMap;
+
+    const PARTITIONS: u32 = 3;
+    const WRITERS: u64 = 12;
+    const BATCHES: u64 = 4;
+
+    /// A writer's store: creates slow, and now and then timed out, landing late, or answered
+    /// with an error after they landed; reads now and then failing.
+    fn unreliable(store: &Store, seed: u64) -> Store {
+        let faults = Faults::new(seed);
+        let parts = format!("topics/{TOPIC}/partition=");
+        for fault in [
+            Fault::Timeout(ms(5)),
+            Fault::LandsLater(ms(20)),
+            Fault::LostAnswer,
+        ] {
+            faults.add(Rule::always(Op::Put, parts.clone(), fault).probability(0.04));
+        }
+        faults.add(Rule::always(Op::Get, parts.clone(), Fault::Error).probability(0.02));
+        faults.add(Rule::always(Op::Put, parts, Fault::Latency(ms(10))));
+        faulty(store, faults)
+    }
+
+    /// How one batch ended: where it was acknowledged, or the kind of its error.
+    type Ended = Result<(u32, u64), ErrorKind>;
+
+    /// Where a writer's batch starts: spread, so that the writers race on every partition.
+    fn first_partition(w: u64, b: u64) -> u32 {
+        ((w + b) % u64::from(PARTITIONS)) as u32
+    }
+
+    async fn write(store: Store, seed: u64, w: u64) -> Vec<(String, Ended)> {
+        let name = format!("w{w}");
+        let pail = client(&unreliable(&store, seed ^ w), &clock(), &name, seed);
+        let mut ended = Vec::new();
+        for b in 0..BATCHES {
+            let tag = format!("{name}-{b}");
+            let first = first_partition(w, b);
+            let result = pail
+                .append_unkeyed(TOPIC, first, value(&tag), AppendOptions::default())
+                .await;
+            let end = result
+                .map(|a| (a.partition, a.base_offset))
+                .map_err(|e| e.kind());
+            ended.push((tag, end));
+        }
+        ended
+    }
+
+    /// Runs one seed; returns how many acknowledged batches moved.
+    async fn run(seed: u64) -> usize {
+        let store = topic(PARTITIONS).await;
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| tokio::spawn(write(store.clone(), seed, w)))
+            .collect();
+        let mut ended = Vec::new();
+        for w in writers {
+            ended.extend(w.await.unwrap());
+        }
+        // Let every late landing land (or be refused).
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let reader = Pail::new(store);
+        let mut found: BTreeMap<String, Vec<(u32, u64)>> = BTreeMap::new();
+        for p in 0..PARTITIONS {
+            for r in read_all(&reader, TOPIC, p).await {
+                let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+                found.entry(v).or_default().push((p, r.offset));
+            }
+        }
+        let mut acked = 0;
+        for (tag, end) in &ended {
+            let at = found.get(tag).cloned().unwrap_or_default();
+            match end {
+                Ok(spot) => {
+                    acked += 1;
+                    assert_eq!(
+                        at,
+                        vec![*spot],
+                        "seed {seed}: {tag} acknowledged once, there"
+                    );
+                }
+                // Busy and Conflict promise that nothing was written.
+                Err(ErrorKind::Conflict) => assert!(at.is_empty(), "seed {seed}: {tag} {at:?}"),
+                Err(_) => assert!(at.len() <= 1, "seed {seed}: {tag} {at:?}"),
+            }
+        }
+        let tags: usize = found.values().map(Vec::len).sum();
+        assert!(
+            tags <= ended.len(),
+            "seed {seed}: nothing but the batches sent"
+        );
+        assert!(
+            acked > ended.len() / 2,
+            "seed {seed}: {acked} acknowledged: {ended:?}"
+        );
+        moved(&ended)
+    }
+
+    fn moved(ended: &[(String, Ended)]) -> usize {
+        let mut n = 0;
+        for (i, (_, end)) in ended.iter().enumerate() {
+            let (w, b) = (i as u64 / BATCHES, i as u64 % BATCHES);
+            n += usize::from(matches!(end, Ok((p, _)) if *p != first_partition(w, b)));
+        }
+        n
+    }
+
+    /// Racing unkeyed writers moving between partitions on unreliable stores: every
+    /// acknowledged batch is in the log once where it was acknowledged, and no batch reported
+    /// as having no effect is anywhere.
+    #[test]
+    fn racing_unkeyed_writers_on_unreliable_stores_keep_every_promise() {
+        let moved: usize = seeds(16).into_iter().map(|s| run_paused(run(s))).sum();
+        assert!(moved > 0, "some batches moved");
+    }
+}
