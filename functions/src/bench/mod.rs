@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// pail_core::client::UNKEYED_MOVE_AFTER_LOST_RACES).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub move_after: Option<u32>,
+    /// With --placement random|moving: every writer's batch starts on this partition (a
+    /// partition made busy by skewed placement) instead of a random one.
+    #[arg(long)]
+    pub first_partition: Option<u32>,
     /// Concurrent sending tasks per writer (sharing its producer and its commits).
     #[arg(long, default_value_t = 4, value_parser = crate::cli::values::whole_usize)]
     pub senders: usize,

@@ -139,7 +139,11 @@ impl Report {
             ),
         );
         if let Some(moved) = self.moved_batches {
-            line(&mut t, "moved batches", format!("{moved} of {}", self.writers));
+            line(
+                &mut t,
+                "moved batches",
+                format!("{moved} of {}", self.writers),
+            );
         }
         if self.ack_latency.count > 0 {
             line(&mut t, "ack latency", fmt_percentiles(&self.ack_latency));

@@ -1,7 +1,8 @@
 //! `pail bench produce --placement random|moving`: single-batch writers, as HTTP produce
 //! requests or Lambda invocations are. Each writer is its own client and appends its share of
-//! the records as one unkeyed batch to a partition picked at random; with `moving` the batch
-//! leaves a partition where it keeps losing races (`Pail::append_unkeyed`).
+//! the records as one unkeyed batch to a partition picked at random (or to
+//! `--first-partition`, for a partition made busy by skew); with `moving` the batch leaves a
+//! partition where it keeps losing races (`Pail::append_unkeyed`).
 
 use pail_core::{AppendOptions, Pail, Record, Store};
 use std::sync::Arc;
@@ -24,6 +25,13 @@ pub(super) async fn produce(
     origin: Instant,
     count: &Arc<AtomicU64>,
 ) -> anyhow::Result<Produced> {
+    if let Some(p) = args.first_partition {
+        anyhow::ensure!(
+            p < args.partitions,
+            "--first-partition {p} is not a partition of a {}-partition topic",
+            args.partitions
+        );
+    }
     let (metered_store, counts) = metered(store);
     let values = Arc::new(ValuePool::new(args.record_bytes));
     let share = args.records.div_ceil(args.writers as u64);
@@ -35,7 +43,16 @@ pub(super) async fn produce(
             .map(|i| Record::from_value(values.value(i, origin.elapsed().as_nanos() as u64)))
             .collect();
         let pail = Pail::new(metered_store.clone());
-        tokio::spawn(write(pail, topic.to_string(), records, args.partitions, placement(args)))
+        let first = args
+            .first_partition
+            .unwrap_or_else(|| rand::random::<u32>() % args.partitions);
+        tokio::spawn(write(
+            pail,
+            topic.to_string(),
+            records,
+            first,
+            placement(args),
+        ))
     });
     let handles: Vec<_> = writers.collect();
     let mut acks = Vec::with_capacity(args.records as usize);
@@ -72,11 +89,10 @@ async fn write(
     pail: Pail,
     topic: String,
     records: Vec<Record>,
-    partitions: u32,
+    first: u32,
     place: Place,
 ) -> anyhow::Result<Landed> {
     let n = records.len() as u64;
-    let first = rand::random::<u32>() % partitions;
     let sent = Instant::now();
     let landed = match place {
         Place::Random => pail.append(&topic, first, records).await?,
@@ -94,4 +110,3 @@ async fn write(
         moved: landed.partition != first,
     })
 }
-
