@@ -48,6 +48,14 @@ fn racer(store: &Store, partition: u32, limit: u32, stop: &Arc<AtomicBool>) -> J
     })
 }
 
+/// A topic whose partition 0 a racer keeps busy until the flag is set.
+async fn busy(partitions: u32) -> (Store, Arc<AtomicBool>, JoinHandle<u32>) {
+    let store = topic(partitions).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let racing = racer(&store, 0, u32::MAX, &stop);
+    (store, stop, racing)
+}
+
 /// A client whose segment creates on `partition` reach the store 10 ms late, after `first`
 /// (a fault for its first create there, if any).
 fn slow_writer(store: &Store, partition: u32, first: Option<Fault>) -> (Pail, Arc<Faults>) {
@@ -78,9 +86,7 @@ fn count(records: &[pail_core::StoredRecord], tag: &str) -> usize {
 /// Three clean losses in a row: `Busy`, and nothing of the batch anywhere in the log.
 #[tokio::test(start_paused = true)]
 async fn a_commit_that_only_lost_races_gives_up_with_nothing_written() {
-    let store = topic(1).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let racing = racer(&store, 0, u32::MAX, &stop);
+    let (store, stop, racing) = busy(1).await;
     let (slow, faults) = slow_writer(&store, 0, None);
     let err = slow
         .append_with(TOPIC, 0, value("slow"), giving_up_after(3))
@@ -132,9 +138,7 @@ async fn an_unclear_attempt_among_lost_races_forbids_giving_up() {
 /// batch is there once and nowhere else.
 #[tokio::test(start_paused = true)]
 async fn an_unkeyed_batch_moves_off_a_busy_partition() {
-    let store = topic(2).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let racing = racer(&store, 0, u32::MAX, &stop);
+    let (store, stop, racing) = busy(2).await;
     let (slow, _faults) = slow_writer(&store, 0, None);
     let landed = slow
         .append_unkeyed(TOPIC, 0, value("slow"), AppendOptions::default())
