@@ -170,6 +170,11 @@ async fn pinned_batches_are_never_offered_a_move() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     let err = pail
+        .append_with(TOPIC, 0, value("x"), giving_up_after(0))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 1"), "{err}");
+    let err = pail
         .append_unkeyed(
             TOPIC,
             0,
