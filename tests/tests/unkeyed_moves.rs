@@ -134,6 +134,37 @@ async fn an_unclear_attempt_among_lost_races_forbids_giving_up() {
     }
 }
 
+/// A create repeated by the hedge (D8) leaves one request in flight when the other answers:
+/// such an attempt is never a clean loss, so the commit settles on its partition.
+#[tokio::test(start_paused = true)]
+async fn a_hedged_create_among_lost_races_forbids_giving_up() {
+    let store = topic(1).await;
+    let (slow, faults) = slow_writer(&store, 0, None);
+    // Creates of 10 ms teach the hedge to repeat a create after 20 ms.
+    for i in 0..5 {
+        slow.append(TOPIC, 0, value(&format!("warm-{i}")))
+            .await
+            .unwrap();
+    }
+    faults.clear();
+    let prefix = format!("topics/{TOPIC}/partition=0");
+    faults.add(Rule::always(Op::Put, prefix, Fault::Latency(ms(100))));
+    let stop = Arc::new(AtomicBool::new(false));
+    let racing = racer(&store, 0, 400, &stop);
+    let landed = slow
+        .append_with(TOPIC, 0, value("slow"), giving_up_after(2))
+        .await
+        .unwrap();
+    racing.await.unwrap();
+    let log = read_all(&Pail::new(store), TOPIC, 0).await;
+    let at: Vec<_> = log
+        .iter()
+        .filter(|r| r.value.as_deref() == Some(&b"slow"[..]))
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(at, vec![landed.base_offset], "once, where acknowledged");
+}
+
 /// `append_unkeyed` moves a batch off the busy partition, reports where it landed, and the
 /// batch is there once and nowhere else.
 #[tokio::test(start_paused = true)]
