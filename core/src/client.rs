@@ -35,6 +35,12 @@ pub const APPEND_BYTES_MAX: u64 = 64 * 1024 * 1024;
 const DESCRIBE_CONCURRENCY: usize = 32;
 /// Topic descriptors a client keeps.
 const TOPIC_CACHE_ENTRIES: usize = 4096;
+/// Races an unkeyed batch loses in a row on one partition, each certainly without effect,
+/// before [`Pail::append_unkeyed`] moves it to another partition. Measured with `pail bench
+/// produce --unkeyed-moving` (docs/BENCHMARKS.md, "Many racing writers on few partitions").
+pub const UNKEYED_MOVE_AFTER_LOST_RACES: u32 = 2;
+/// Moves one unkeyed batch may make; then it settles where it is, racing as any batch does.
+pub const UNKEYED_MOVES_MAX: u32 = 3;
 
 /// A handle on one pail store.
 #[derive(Clone, Debug)]
@@ -100,11 +106,38 @@ pub struct AppendOptions {
     /// Give up at this instant: with no effect (`Timeout`), or `OutcomeUnknown` if an attempt
     /// may have landed. No store call outlives it.
     pub deadline: Option<Instant>,
+    /// Stop with [`Error::Busy`] after this many lost races in a row, each certainly without
+    /// effect (see `chain::commit`), so that the caller may place the batch elsewhere. Only for
+    /// batches whose partition nothing depends on: refused with a producer tag, an idempotency
+    /// key, a retry point or a leader claim. `None`: race on as usual.
+    pub give_up_after_lost_races: Option<u32>,
     /// Append only into this incarnation of the topic (its `TopicMeta::id`): a writer bound
     /// to a topic, such as a [`crate::Producer`], fails with `UnknownTopic` once the topic was
     /// deleted, even if one of the same name was created since. `None`: the topic the name
     /// stands for now.
     pub topic_id: Option<String>,
+}
+
+/// Refuses a bound on lost races for a batch whose partition a retry depends on: moving it
+/// after `Busy` would let the retry append it again elsewhere.
+fn check_movable(opts: &AppendOptions) -> Result<()> {
+    let pinned = opts.producer.is_some()
+        || opts.idempotency_key.is_some()
+        || opts.retry_from.is_some()
+        || opts.leader.is_some();
+    if opts.give_up_after_lost_races.is_some() && pinned {
+        return Err(Error::InvalidArgument(
+            "give_up_after_lost_races is only for batches free to move: not with a producer \
+             tag, an idempotency key, a retry point or a leader claim"
+                .into(),
+        ));
+    }
+    if opts.give_up_after_lost_races == Some(0) {
+        return Err(Error::InvalidArgument(
+            "give_up_after_lost_races must be at least 1".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Where an append landed.
@@ -383,6 +416,7 @@ impl Pail {
         }
         meta.check_partition(partition)?;
         check_batch(&meta, &records)?;
+        check_movable(&opts)?;
         self.inner.store.ensure_conditional_writes().await?;
         let digest = record::digest(&records);
         let part = self.part(&meta.name, partition);
@@ -419,6 +453,7 @@ impl Pail {
             clock: self.inner.clock.as_ref(),
             deadline: opts.deadline,
             compression: meta.config.compression,
+            give_up_after_lost_races: opts.give_up_after_lost_races,
         };
         let committed = match append::commit(part, req).await {
             // The partition may still end in the previous incarnation's tombstone.
@@ -440,6 +475,63 @@ impl Pail {
                 record_count,
             } => appended(partition, base_offset, record_count, true),
         })
+    }
+
+    /// Appends unkeyed records whose partition nothing depends on, starting on `partition` and
+    /// moving to another (at random) whenever a commit loses
+    /// `opts.give_up_after_lost_races` races in a row (default
+    /// [`UNKEYED_MOVE_AFTER_LOST_RACES`]), each certainly without effect: Kafka's sticky
+    /// partitioner leaving a busy partition. After [`UNKEYED_MOVES_MAX`] moves the batch
+    /// settles where it is. The returned [`Appended::partition`] is where it landed. Refused
+    /// for keyed records and for anything a retry would look for on its first partition (a
+    /// producer tag, an idempotency key, a retry point, a leader claim).
+    pub async fn append_unkeyed(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+        opts: AppendOptions,
+    ) -> Result<Appended> {
+        if records.iter().any(|r| r.key.is_some()) {
+            return Err(Error::InvalidArgument(
+                "append_unkeyed takes unkeyed records only: a keyed record belongs to its \
+                 key's partition"
+                    .into(),
+            ));
+        }
+        let partitions = self.topic(topic).await?.config.partitions;
+        let give_up = opts
+            .give_up_after_lost_races
+            .unwrap_or(UNKEYED_MOVE_AFTER_LOST_RACES);
+        let settle = AppendOptions {
+            give_up_after_lost_races: None,
+            ..opts
+        };
+        let moves = if partitions < 2 { 0 } else { UNKEYED_MOVES_MAX };
+        let mut partition = partition;
+        for _ in 0..moves {
+            let movable = AppendOptions {
+                give_up_after_lost_races: Some(give_up),
+                ..settle.clone()
+            };
+            match self
+                .append_with(topic, partition, records.clone(), movable)
+                .await
+            {
+                Err(Error::Busy { .. }) => partition = self.other_partition(partition, partitions),
+                other => return other,
+            }
+        }
+        self.append_with(topic, partition, records, settle).await
+    }
+
+    /// A partition other than `partition`, at random (itself when it is the only one).
+    fn other_partition(&self, partition: u32, partitions: u32) -> u32 {
+        if partitions < 2 {
+            return partition;
+        }
+        let step = 1 + self.jitter(u64::from(partitions) - 2) as u32;
+        (partition + step) % partitions
     }
 
     /// Brings a partition that still ends in an older incarnation's tombstone into `meta`'s
@@ -531,6 +623,7 @@ impl Pail {
             clock: self.inner.clock.as_ref(),
             deadline,
             compression: meta.config.compression,
+            give_up_after_lost_races: None,
         };
         let part = self.part(&meta.name, partition);
         match append::commit(part, req).await? {

@@ -133,6 +133,13 @@ pub enum Error {
     #[error("gave up on {chain} after losing {attempts} commit races in a row")]
     Conflict { chain: String, attempts: u32 },
 
+    /// Lost `lost` races in a row, each certainly without effect (see `chain::commit`): the
+    /// batch is nowhere in the store and may be placed on another partition.
+    #[error(
+        "{chain} is busy: lost {lost} commit races in a row to other writers; nothing was written"
+    )]
+    Busy { chain: String, lost: u32 },
+
     #[error(
         "{chain} cannot be written: {key} is corrupt or missing ({reason}); reads below it still \
          work; `pail doctor` explains the damage and the way out"
@@ -298,7 +305,7 @@ impl Error {
             Error::GroupActive { .. } => ErrorKind::InvalidInput,
             Error::TopicExists { .. } | Error::AlreadyDone { .. } => ErrorKind::AlreadyExists,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
-            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Conflict { .. } | Error::Busy { .. } => ErrorKind::Conflict,
             Error::Blocked { .. } => ErrorKind::Corrupt,
             Error::Timeout { .. } => ErrorKind::Unavailable,
             Error::Refused { .. } | Error::UnsafeStore { .. } => ErrorKind::Refused,

@@ -15,6 +15,14 @@
 //!         refused for certain     -> fail at once: nothing was written
 //! ```
 //!
+//! A caller free to place its batch elsewhere (an unkeyed batch) may ask the loop to stop after
+//! a few lost races ([`commit_or_give_up`]) with [`Error::Busy`]. That error is a promise that
+//! nothing of the batch is anywhere in the store, so it is only returned while every attempt
+//! so far was a *clean* loss: one create, answered "already exists" (no error, no hedge left in
+//! flight), and another writer's version read back at the key. Once any attempt was unclear
+//! (an error or timeout, "nothing there" read back, a withdrawn stray) the commit settles on
+//! its chain exactly as without the option.
+//!
 //! An attempt is recognised by its random id *and* the digest of its content. Ids come from the
 //! operating system at every attempt (never from a seeded generator, which a forked process or a
 //! restored snapshot would repeat); the digest makes even a repeated id harmless, because another
@@ -74,6 +82,21 @@ pub struct CommitCtx<'a> {
 pub async fn commit<C, D>(
     chain: &C,
     ctx: CommitCtx<'_>,
+    build: impl FnMut(&Version<C::State>, &str) -> Result<Step<C::State, D>>,
+) -> Result<Outcome<C::State, D>>
+where
+    C: Chain,
+{
+    commit_or_give_up(chain, ctx, None, build).await
+}
+
+/// [`commit`], except that with `give_up_after: Some(n)` it stops with [`Error::Busy`] once it
+/// has lost `n` races in a row, each a clean loss (see the module's notes), so that nothing of
+/// the edit can be in the store. With any unclear attempt among them it goes on as [`commit`].
+pub async fn commit_or_give_up<C, D>(
+    chain: &C,
+    ctx: CommitCtx<'_>,
+    give_up_after: Option<u32>,
     mut build: impl FnMut(&Version<C::State>, &str) -> Result<Step<C::State, D>>,
 ) -> Result<Outcome<C::State, D>>
 where
@@ -123,7 +146,9 @@ where
                 };
                 if stray {
                     // Built on a version maintenance had deleted: not in the chain. Withdraw
-                    // it (nobody can have read it through the chain) and start over.
+                    // it (nobody can have read it through the chain) and start over. The
+                    // withdrawal may fail, so the commit may no longer claim "no effect".
+                    attempts.ambiguous = true;
                     let _ = chain.store().delete(&key).await;
                     chain.forget();
                     tip = writable(chain, attempts.bounded(tip::latest(chain)).await?)?;
@@ -137,6 +162,12 @@ where
                 chain
                     .check_successor(&tip.state, &rival.state)
                     .map_err(|e| Error::corrupt(&key, e))?;
+                if attempts.gives_up(give_up_after) {
+                    return Err(Error::Busy {
+                        chain: chain.describe(),
+                        lost: attempts.clean_losses,
+                    });
+                }
                 // A rival built on a cached tip that maintenance deleted may be another stale
                 // writer's stray, left behind when it could not withdraw it: never build on
                 // it. Start over from the store.
@@ -202,14 +233,21 @@ enum Resolved<S> {
     Rival(Version<S>),
 }
 
-/// The per-commit bookkeeping: the deadline, and whether any create may have landed (which
-/// decides between "no effect" and "outcome unknown" when time runs out).
+/// The per-commit bookkeeping: the deadline, whether any create may have landed (which
+/// decides between "no effect" and "outcome unknown" when time runs out), and whether every
+/// attempt so far was a clean loss (which allows [`Error::Busy`]).
 struct Attempts<'a, C> {
     chain: &'a C,
     ctx: CommitCtx<'a>,
     maybe_landed: bool,
     /// Creates sent so far, for the error that reports an unknown outcome.
     creates_sent: u32,
+    /// Attempts that ended in a clean loss: one create, answered "already exists", and
+    /// another writer's version read back at the key.
+    clean_losses: u32,
+    /// Some attempt's outcome was unclear for a while: the commit never claims "no effect"
+    /// for a lost race again.
+    ambiguous: bool,
 }
 
 impl<'a, C: Chain> Attempts<'a, C> {
@@ -219,7 +257,15 @@ impl<'a, C: Chain> Attempts<'a, C> {
             ctx,
             maybe_landed: false,
             creates_sent: 0,
+            clean_losses: 0,
+            ambiguous: false,
         }
+    }
+
+    /// True when the caller's bound on lost races is reached and every attempt so far was a
+    /// clean loss, so nothing of the edit is in the store.
+    fn gives_up(&self, give_up_after: Option<u32>) -> bool {
+        give_up_after.is_some_and(|n| !self.ambiguous && self.clean_losses >= n)
     }
 
     /// Runs `call` within the deadline.
@@ -260,10 +306,14 @@ impl<'a, C: Chain> Attempts<'a, C> {
     ) -> Result<Resolved<C::State>> {
         let size = bytes.len() as u64;
         let mut last_error = Error::corrupt(key, "the object was reported present, then missing");
+        // Whether this attempt is still a clean loss candidate: one create, answered for sure.
+        let mut clean = true;
         for attempt in 1..=AMBIGUOUS_ATTEMPTS_MAX {
             self.maybe_landed = true;
             self.creates_sent += 1;
-            match self.bounded(self.create(key, bytes.clone())).await {
+            let (answer, hedged) = self.bounded_create(key, bytes.clone()).await;
+            clean &= !hedged;
+            match answer {
                 Ok(Created::Yes) => return Ok(Resolved::Mine(size)),
                 Ok(Created::AlreadyExists) => {}
                 Err(e) if attempt == 1 && e.kind() == ErrorKind::Refused => {
@@ -273,16 +323,22 @@ impl<'a, C: Chain> Attempts<'a, C> {
                     return Err(e);
                 }
                 Err(e) if is_deadline(&e) => return Err(e),
-                Err(e) => last_error = e,
+                Err(e) => {
+                    clean = false;
+                    last_error = e;
+                }
             }
             match self.bounded(self.chain.read(key, ReadFor::State)).await {
                 Ok(Some(found)) if self.is_ours(&found, id) => {
                     return Ok(Resolved::Mine(found.size));
                 }
-                Ok(Some(found)) => return Ok(Resolved::Rival(found)),
+                Ok(Some(found)) => {
+                    self.settle_loss(clean);
+                    return Ok(Resolved::Rival(found));
+                }
                 // Nothing there: our create did not land (or has not yet). Creating the same
                 // bytes again is safe: if the first one lands meanwhile, this one finds it.
-                Ok(None) => {}
+                Ok(None) => clean = false,
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
                     return Err(Error::Blocked {
                         chain: self.chain.describe(),
@@ -291,7 +347,10 @@ impl<'a, C: Chain> Attempts<'a, C> {
                     });
                 }
                 Err(e) if is_deadline(&e) => return Err(e),
-                Err(e) => last_error = e,
+                Err(e) => {
+                    clean = false;
+                    last_error = e;
+                }
             }
             self.sleep(Duration::from_millis(10 << attempt)).await?;
         }
@@ -302,19 +361,40 @@ impl<'a, C: Chain> Attempts<'a, C> {
         })
     }
 
-    async fn create(&self, key: &Path, bytes: Bytes) -> Result<Created> {
+    /// Counts a lost race as clean, or marks the commit as having had an unclear attempt.
+    fn settle_loss(&mut self, clean: bool) {
+        if clean {
+            self.clean_losses += 1;
+        } else {
+            self.ambiguous = true;
+        }
+    }
+
+    /// One create within the deadline, and whether it was hedged (a hedged create may leave a
+    /// request in flight). Running out of time counts as hedged: the request was dropped.
+    async fn bounded_create(&self, key: &Path, bytes: Bytes) -> (Result<Created>, bool) {
+        match self.bounded(self.create(key, bytes)).await {
+            Ok((answer, hedged)) => (answer, hedged),
+            Err(e) => (Err(e), true),
+        }
+    }
+
+    async fn create(&self, key: &Path, bytes: Bytes) -> Result<(Result<Created>, bool)> {
         let store = self.chain.store();
-        let answer = match self.ctx.hedge {
-            Some(hedge) => hedge.create(store, key, bytes).await,
-            None => store.create(key, bytes).await,
+        let (answer, hedged) = match self.ctx.hedge {
+            Some(hedge) => hedge.create_noting(store, key, bytes).await,
+            None => (store.create(key, bytes).await, false),
         };
-        answer.map_err(|e| {
-            if certainly_not_written(&e) {
-                Error::refused("put", key, e)
-            } else {
-                Error::store("put", key, e)
-            }
-        })
+        Ok((
+            answer.map_err(|e| {
+                if certainly_not_written(&e) {
+                    Error::refused("put", key, e)
+                } else {
+                    Error::store("put", key, e)
+                }
+            }),
+            hedged,
+        ))
     }
 
     fn is_ours(&self, found: &Version<C::State>, id: &str) -> bool {

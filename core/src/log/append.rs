@@ -28,6 +28,8 @@ pub struct CommitRequest<'a> {
     pub deadline: Option<Instant>,
     /// The topic's codec for the segment's pages.
     pub compression: Compression,
+    /// Stop with `Error::Busy` after this many clean lost races (`AppendOptions`).
+    pub give_up_after_lost_races: Option<u32>,
 }
 
 /// How a commit ended.
@@ -47,7 +49,10 @@ pub async fn commit(part: Part<'_>, req: CommitRequest<'_>) -> Result<Committed>
         deadline: req.deadline,
         digest: req.digest,
     };
-    let outcome = chain_commit::commit(&part, ctx, |tip, id| build(part, &req, tip, id)).await?;
+    let give_up = req.give_up_after_lost_races;
+    let outcome =
+        chain_commit::commit_or_give_up(&part, ctx, give_up, |tip, id| build(part, &req, tip, id))
+            .await?;
     Ok(match outcome {
         Outcome::New(new) => {
             tip::maybe_write_hint(&part, &new);

@@ -131,6 +131,18 @@ impl Hedge {
         key: &Path,
         bytes: Bytes,
     ) -> Result<Created, object_store::Error> {
+        self.create_noting(store, key, bytes).await.0
+    }
+
+    /// [`Hedge::create`], also saying whether the create was repeated: then the answer is the
+    /// first of two, and the other request was dropped while it may still have been on its
+    /// way to the store.
+    pub async fn create_noting(
+        &self,
+        store: &Store,
+        key: &Path,
+        bytes: Bytes,
+    ) -> (Result<Created, object_store::Error>, bool) {
         let size = bytes.len() as u64;
         let started = Instant::now();
         let first = store.create(key, bytes.clone());
@@ -138,13 +150,13 @@ impl Hedge {
         let Some(after) = self.after(size) else {
             let answer = first.await;
             self.learn(size, started, &answer);
-            return answer;
+            return (answer, false);
         };
         tokio::select! {
             biased;
             answer = &mut first => {
                 self.learn(size, started, &answer);
-                return answer;
+                return (answer, false);
             }
             _ = tokio::time::sleep(after) => {}
         }
@@ -152,7 +164,7 @@ impl Hedge {
         let second = store.create(key, bytes);
         tokio::pin!(second);
         // Biased, so that two answers ready at once are taken in the same order on every run.
-        tokio::select! {
+        let answer = tokio::select! {
             biased;
             answer = &mut first => {
                 self.learn(size, started, &answer);
@@ -162,7 +174,8 @@ impl Hedge {
                 self.learn(size, hedged, &answer);
                 answer
             }
-        }
+        };
+        (answer, true)
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod group;
 mod report;
+mod unkeyed;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
@@ -36,6 +37,19 @@ pub enum Mode {
     Group,
 }
 
+/// How `bench produce` places records on partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Placement {
+    /// Each writer's producer sends record i to partition i mod --partitions.
+    Spread,
+    /// Each writer appends its share as one unkeyed batch to a random partition, and stays
+    /// there however busy it is (HTTP produce before unkeyed batches moved).
+    Random,
+    /// As `random`, but a batch that keeps losing races moves to another partition
+    /// (`Pail::append_unkeyed`, as HTTP produce does).
+    Moving,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[arg(value_enum)]
@@ -63,6 +77,18 @@ pub struct BenchArgs {
     /// Independent writers (each its own client and producer, racing like separate processes).
     #[arg(long, default_value_t = 1, value_parser = crate::cli::values::whole_usize)]
     pub writers: usize,
+    /// How records are placed (produce): spread by the writers' producers, or one batch per
+    /// writer on a random partition that stays or moves.
+    #[arg(long, value_enum, default_value_t = Placement::Spread)]
+    pub placement: Placement,
+    /// With --placement moving: clean lost races before a batch moves (default:
+    /// pail_core::client::UNKEYED_MOVE_AFTER_LOST_RACES).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub move_after: Option<u32>,
+    /// With --placement random|moving: every writer's batch starts on this partition (a
+    /// partition made busy by skewed placement) instead of a random one.
+    #[arg(long)]
+    pub first_partition: Option<u32>,
     /// Concurrent sending tasks per writer (sharing its producer and its commits).
     #[arg(long, default_value_t = 4, value_parser = crate::cli::values::whole_usize)]
     pub senders: usize,
@@ -215,6 +241,8 @@ struct Produced {
     seconds: f64,
     acks: Vec<Duration>,
     requests: Requests,
+    /// Batches that landed on another partition than the one they were sent to.
+    moved: Option<u64>,
 }
 
 async fn produce_only(store: &Store, topic: &str, args: &BenchArgs) -> anyhow::Result<Report> {
@@ -252,6 +280,7 @@ async fn produce_then_consume(
         seconds,
         acks: Vec::new(),
         requests: counts.snapshot(),
+        moved: None,
     };
     let mut r = report(
         store,
@@ -317,6 +346,7 @@ async fn end_to_end(store: &Store, topic: &str, args: &BenchArgs) -> anyhow::Res
         seconds: produced.seconds,
         acks: Vec::new(),
         requests: counts.snapshot(),
+        moved: None,
     };
     report(
         store,
@@ -372,6 +402,9 @@ async fn produce(
     origin: Instant,
     count: &Arc<AtomicU64>,
 ) -> anyhow::Result<Produced> {
+    if args.placement != Placement::Spread {
+        return unkeyed::produce(store, topic, args, origin, count).await;
+    }
     let (metered_store, counts) = metered(store);
     let config = ProducerConfig {
         linger_ms: args.linger_ms,
@@ -420,6 +453,7 @@ async fn produce(
         seconds: started.elapsed().as_secs_f64(),
         acks,
         requests: counts.snapshot(),
+        moved: None,
     })
 }
 
@@ -542,6 +576,7 @@ async fn report(
         mb_per_s: payload as f64 / produced.seconds / 1e6,
         commits,
         commits_per_s: commits as f64 / produced.seconds,
+        moved_batches: produced.moved,
         ack_latency: Percentiles::of(produced.acks.clone()),
         e2e_latency: e2e.map(Percentiles::of),
         produce_requests: produced.requests,

@@ -84,6 +84,10 @@ pub struct Report {
     pub mb_per_s: f64,
     pub commits: u64,
     pub commits_per_s: f64,
+    /// Single-batch writers (`--placement random|moving`): batches that landed on another
+    /// partition than the one picked first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_batches: Option<u64>,
     pub ack_latency: Percentiles,
     pub e2e_latency: Option<Percentiles>,
     pub produce_requests: Requests,
@@ -134,6 +138,13 @@ impl Report {
                 self.records as f64 / self.commits.max(1) as f64
             ),
         );
+        if let Some(moved) = self.moved_batches {
+            line(
+                &mut t,
+                "moved batches",
+                format!("{moved} of {}", self.writers),
+            );
+        }
         if self.ack_latency.count > 0 {
             line(&mut t, "ack latency", fmt_percentiles(&self.ack_latency));
         }

@@ -30,6 +30,7 @@ pub struct Metrics {
     commits: AtomicU64,
     commit_failures: AtomicU64,
     records: AtomicU64,
+    moves: AtomicU64,
     store: Arc<RequestCounts>,
 }
 
@@ -63,6 +64,7 @@ impl Metrics {
             commits: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             records: AtomicU64::new(0),
+            moves: AtomicU64::new(0),
             store,
         }
     }
@@ -101,6 +103,11 @@ impl Metrics {
             .collect()
     }
 
+    /// Counts produce requests whose unkeyed share moved off a busy partition.
+    pub fn count_moves(&self, n: u64) {
+        self.moves.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Everything, in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -129,6 +136,12 @@ impl Metrics {
             "pail_records_produced_total",
             "Records committed by produce requests.",
             self.records.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "pail_produce_moves_total",
+            "Produce requests whose unkeyed records moved off a busy partition.",
+            self.moves.load(Ordering::Relaxed),
         );
         self.render_store(&mut out);
         out

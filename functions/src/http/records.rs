@@ -4,7 +4,10 @@
 //! Produce places records as Kafka's default partitioner does for keys (murmur2), sends every
 //! unkeyed record of one request to one partition picked at random (a request is a batch, and
 //! concurrent writers spread out), and honours an explicit partition. Each partition's share is
-//! one append, so one commit; the shares are committed concurrently.
+//! one append, so one commit; the shares are committed concurrently. The unkeyed share moves
+//! to another partition when its commit keeps losing races there with certainly no effect
+//! (`Pail::append_unkeyed`), unless an `Idempotency-Key` pins it or keyed records share its
+//! partition; the response names the partition it landed on.
 //!
 //! A fetch may wait for records (long poll): it polls the core's fetch with backoff until a
 //! record arrives or the wait ends. The poll runs inside the request's future, never in a task
@@ -122,7 +125,7 @@ pub async fn produce(
     check_count(req.records.len())?;
     let key = idempotency_key(&headers)?;
     let meta = state.pail.topic(&topic).await?;
-    let groups = place(&meta, req.records, key.as_deref())?;
+    let Placement { groups, movable } = place(&meta, req.records, key.as_deref())?;
     let appends = groups.into_iter().map(|(partition, batch)| {
         let pail = state.pail.clone();
         let topic = topic.as_str();
@@ -132,8 +135,14 @@ pub async fn produce(
         };
         async move {
             let (positions, records): (Vec<usize>, Vec<Record>) = batch.into_iter().unzip();
-            let result = pail.append_with(topic, partition, records, opts).await;
-            (partition, positions, result)
+            let result = if movable == Some(partition) {
+                pail.append_unkeyed(topic, partition, records, opts).await
+            } else {
+                pail.append_with(topic, partition, records, opts).await
+            };
+            // Where the records are: the partition they landed on, which a move changed.
+            let at = result.as_ref().map_or(partition, |a| a.partition);
+            (at, positions, result)
         }
     });
     let outcomes: Vec<Outcome> = futures::stream::iter(appends)
@@ -141,6 +150,10 @@ pub async fn produce(
         .collect()
         .await;
     state.metrics.count_appends(&outcomes);
+    let moved = outcomes
+        .iter()
+        .any(|(at, _, _)| movable.is_some_and(|from| from != *at));
+    state.metrics.count_moves(u64::from(moved));
     Ok(Json(respond(outcomes)?))
 }
 
@@ -178,6 +191,14 @@ fn check_count(n: usize) -> Result<(), ApiError> {
 
 type Placed = BTreeMap<u32, Vec<(usize, Record)>>;
 
+/// The request's records by partition, and the partition whose share may move.
+struct Placement {
+    groups: Placed,
+    /// The partition of the unkeyed share when it may move: it holds only unkeyed records
+    /// placed at random (no key, no explicit partition) and no idempotency key pins it.
+    movable: Option<u32>,
+}
+
 /// Decodes every record and picks its partition, checking everything the commits would, so a
 /// bad record fails the request before any partition is written. Unkeyed records go to one
 /// random partition, or, with an idempotency key, to the key's, so a retry lands where the
@@ -186,13 +207,15 @@ fn place(
     meta: &TopicMeta,
     records: Vec<ProduceRecord>,
     idempotency_key: Option<&str>,
-) -> Result<Placed, ApiError> {
+) -> Result<Placement, ApiError> {
     let n = meta.config.partitions;
     let unkeyed = match idempotency_key {
         Some(k) => partition_for_key(k.as_bytes(), n),
         None => rand::random::<u32>() % n,
     };
     let mut groups = Placed::new();
+    // Partitions that keyed or explicitly placed records pin.
+    let mut pinned = Vec::new();
     for (i, r) in records.into_iter().enumerate() {
         let explicit = r.partition;
         let record = decode(i, r)?;
@@ -205,9 +228,15 @@ fn place(
             (None, Some(key)) => partition_for_key(key, meta.config.partitions),
             (None, None) => unkeyed,
         };
+        if explicit.is_some() || record.key.is_some() {
+            pinned.push(partition);
+        }
         groups.entry(partition).or_default().push((i, record));
     }
-    Ok(groups)
+    let movable =
+        (idempotency_key.is_none() && groups.contains_key(&unkeyed) && !pinned.contains(&unkeyed))
+            .then_some(unkeyed);
+    Ok(Placement { groups, movable })
 }
 
 fn decode(i: usize, r: ProduceRecord) -> Result<Record, ApiError> {
