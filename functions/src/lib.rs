@@ -13,3 +13,14 @@ pub mod ingest;
 pub mod kafka;
 pub mod relay;
 pub mod render;
+
+/// Every pail binary allocates through mimalloc. Two reasons, both measured: the kafka-protocol
+/// decoder sizes a vector from a request's untrusted array length before reading its elements,
+/// and with the system allocator a length of 2^31 asks for 64 GiB at once and aborts the whole
+/// listener (an abort, not a panic: nothing can catch it); mimalloc reserves such a block
+/// lazily (`MAP_NORESERVE`), the decoder fails on the bytes that are not there and the block is
+/// returned untouched (`tests/tests/kafka.rs::hostile_array_lengths_do_not_abort_the_listener`).
+/// And it keeps freed large blocks for reuse, where the system allocator returned them to the
+/// kernel and paid page faults to get them back on every fetch.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -493,6 +493,54 @@ fn broken_frames_close_only_their_connection() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// Request bodies made of the largest array lengths, as a 4-byte count and as a varint,
+/// with and without a leading zero (the flexible header's empty tag buffer).
+fn hostile_bodies() -> Vec<Vec<u8>> {
+    let int32_max: Vec<u8> = [0x7f, 0xff, 0xff, 0xff].repeat(8);
+    let varint_max: Vec<u8> = [0xff, 0xff, 0xff, 0xff, 0x0f].repeat(8);
+    let mut bodies = Vec::new();
+    for b in [int32_max, varint_max] {
+        bodies.push([vec![0], b.clone()].concat());
+        bodies.push(b);
+    }
+    bodies
+}
+
+#[test]
+fn hostile_array_lengths_do_not_abort_the_listener() {
+    // The decoder sizes vectors from untrusted lengths before reading them: 2^31 strings once
+    // asked the allocator for 64 GiB and aborted the whole process (a ListGroups of 13 bytes).
+    let dir = tempfile::tempdir().unwrap();
+    let l = Listener::start(dir.path().to_str().unwrap(), "127.0.0.1:0");
+    let got = exchange(&l.addr, &request(18, 0, 1, &[]), Duration::from_millis(500));
+    let (_, served) = parse_api_versions(&got, 1);
+    let mut frames = Vec::new();
+    for &(key, min, max) in &served {
+        for version in min..=max {
+            for body in hostile_bodies() {
+                frames.push(request(key, version, 2, &body));
+            }
+        }
+    }
+    for chunk in frames.chunks(64) {
+        std::thread::scope(|s| {
+            for frame in chunk {
+                let addr = &l.addr;
+                s.spawn(move || exchange(addr, frame, Duration::from_secs(2)));
+            }
+        });
+    }
+    let got = exchange(&l.addr, &request(18, 0, 3, &[]), Duration::from_millis(500));
+    assert_eq!(
+        parse_api_versions(&got, 3).0,
+        0,
+        "the listener still answers"
+    );
+    let log = l.kill();
+    assert!(!log.contains("memory allocation"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
 #[test]
 fn bad_listener_settings_are_one_error_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
