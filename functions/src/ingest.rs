@@ -333,10 +333,7 @@ async fn append_to(
 
 /// The invocation's deadline, less a margin to answer in: no store call outlives it.
 pub fn deadline_of(ctx_deadline_ms: u64) -> Option<Instant> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
-    let left = ctx_deadline_ms.checked_sub(now_ms)?.saturating_sub(500);
-    Some(Instant::now() + Duration::from_millis(left))
+    let margin = Duration::from_millis(500);
+    let left = crate::http::host::time_left(ctx_deadline_ms, std::time::SystemTime::now(), margin);
+    Some(Instant::now() + left)
 }

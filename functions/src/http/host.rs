@@ -6,6 +6,7 @@
 
 use anyhow::Context;
 use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 
 use super::auth::Token;
@@ -154,6 +155,24 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     serve(&store, listen, token_from_env()).await
 }
 
+/// Deadlines below this (September 2001, in ms since the epoch) are not instants: `cargo
+/// lambda watch` sends its invoke timeout itself (600000) where Lambda sends an instant.
+const EPOCH_MS_PLAUSIBLE: u64 = 1_000_000_000_000;
+
+/// The time from `now` to `deadline_ms`, less `margin`; zero when that is already past. A
+/// deadline too small to be an instant is taken as the time left.
+pub fn time_left(deadline_ms: u64, now: SystemTime, margin: Duration) -> Duration {
+    let now_ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let left = if deadline_ms < EPOCH_MS_PLAUSIBLE {
+        deadline_ms
+    } else {
+        deadline_ms.saturating_sub(now_ms)
+    };
+    Duration::from_millis(left).saturating_sub(margin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +187,16 @@ mod tests {
         assert!(check_exposure(&addr("192.0.2.1:8080"), None).is_err());
         let token = Token::new("t").unwrap();
         assert!(check_exposure(&addr("0.0.0.0:8080"), Some(&token)).is_ok());
+    }
+
+    #[test]
+    fn the_margin_comes_off_the_remaining_time() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+        let s = Duration::from_secs;
+        assert_eq!(time_left(1_796_000_060_000, now, s(5)), s(55));
+        assert_eq!(time_left(1_796_000_003_000, now, s(5)), Duration::ZERO);
+        assert_eq!(time_left(1_795_000_000_000, now, s(5)), Duration::ZERO);
+        // The emulator's timeout in place of an instant.
+        assert_eq!(time_left(600_000, now, s(5)), s(595));
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::{RelaySettings, Summary, Target, TargetSpec, Until};
+use crate::http::host::time_left;
 
 /// Kept back from the invocation's remaining time for joining and the final commit.
 pub const DEADLINE_MARGIN_DEFAULT: Duration = Duration::from_secs(5);
@@ -122,7 +123,7 @@ impl ConsumerFunction {
     /// One invocation, whose deadline is `deadline_ms` (milliseconds since the Unix epoch, as
     /// the Lambda context gives it).
     pub async fn invoke(&self, deadline_ms: u64) -> anyhow::Result<Summary> {
-        let budget = remaining(deadline_ms, SystemTime::now(), self.config.margin);
+        let budget = time_left(deadline_ms, SystemTime::now(), self.config.margin);
         tracing::info!(
             deadline_ms,
             budget_ms = budget.as_millis() as u64,
@@ -147,24 +148,6 @@ impl ConsumerFunction {
         )
         .await
     }
-}
-
-/// Deadlines below this (September 2001, in ms since the epoch) are not instants: `cargo
-/// lambda watch` sends its invoke timeout itself (600000) where Lambda sends an instant.
-const EPOCH_MS_PLAUSIBLE: u64 = 1_000_000_000_000;
-
-/// The time from `now` to `deadline_ms`, less `margin`; zero when that is already past. A
-/// deadline too small to be an instant is taken as the time left.
-fn remaining(deadline_ms: u64, now: SystemTime, margin: Duration) -> Duration {
-    let now_ms = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let left = if deadline_ms < EPOCH_MS_PLAUSIBLE {
-        deadline_ms
-    } else {
-        deadline_ms.saturating_sub(now_ms)
-    };
-    Duration::from_millis(left).saturating_sub(margin)
 }
 
 #[cfg(test)]
@@ -212,16 +195,5 @@ mod tests {
         }
         let e = config(&BASE[..2]).unwrap_err().to_string();
         assert!(e.contains("PAIL_TARGET is not set"), "{e}");
-    }
-
-    #[test]
-    fn the_margin_comes_off_the_remaining_time() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
-        let s = Duration::from_secs;
-        assert_eq!(remaining(1_796_000_060_000, now, s(5)), s(55));
-        assert_eq!(remaining(1_796_000_003_000, now, s(5)), Duration::ZERO);
-        assert_eq!(remaining(1_795_000_000_000, now, s(5)), Duration::ZERO);
-        // The emulator's timeout in place of an instant.
-        assert_eq!(remaining(600_000, now, s(5)), s(595));
     }
 }
