@@ -127,7 +127,11 @@ class Member:
             heartbeat_interval_ms=SESSION["heartbeat_ms"],
         )
         while not self.stop.is_set():
-            batches = c.poll(timeout_ms=200)
+            # Not shorter: kafka-python 3.0.12 can block forever in ensure_coordinator_ready
+            # when poll() returns early while its JoinGroup is still waiting for the round
+            # (seen under load with faulthandler: the listener had answered every request, and
+            # the client never sent another). A round lasts up to a heartbeat interval.
+            batches = c.poll(timeout_ms=2000)
             self.assigned = {tp.partition for tp in c.assignment()}
             for tp, msgs in batches.items():
                 for m in msgs:

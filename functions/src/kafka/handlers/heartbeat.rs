@@ -22,6 +22,8 @@ pub fn handle(broker: &Arc<Broker>, version: i16, mut body: Bytes) -> Result<Rep
             Ok(()) => codes::NONE,
             Err(code) => code,
         };
+        tracing::debug!(member = %request.member_id.as_str(), generation = request.generation_id,
+            "heartbeat: error code {}", response.error_code);
         apis::encode(&response, version)
     }
     .boxed())
