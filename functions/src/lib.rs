@@ -6,6 +6,8 @@
 //! Everything here is a thin layer over [`pail_core::Pail`]: parsing, printing and exit codes.
 //! Must never: talk to the store directly or re-implement a core rule.
 
+#[allow(unsafe_code)]
+pub mod alloc;
 pub mod bench;
 pub mod cli;
 pub mod http;
@@ -14,13 +16,7 @@ pub mod kafka;
 pub mod relay;
 pub mod render;
 
-/// Every pail binary allocates through mimalloc. Two reasons, both measured: the kafka-protocol
-/// decoder sizes a vector from a request's untrusted array length before reading its elements,
-/// and with the system allocator a length of 2^31 asks for 64 GiB at once and aborts the whole
-/// listener (an abort, not a panic: nothing can catch it); mimalloc reserves such a block
-/// lazily (`MAP_NORESERVE`), the decoder fails on the bytes that are not there and the block is
-/// returned untouched (`tests/tests/kafka.rs::hostile_array_lengths_do_not_abort_the_listener`).
-/// And it keeps freed large blocks for reuse, where the system allocator returned them to the
-/// kernel and paid page faults to get them back on every fetch.
+/// Every pail binary allocates through [`alloc::Allocator`]: the system allocator, with huge
+/// blocks reserved lazily so that a hostile length cannot abort the process.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
