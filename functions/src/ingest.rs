@@ -332,8 +332,8 @@ async fn append_to(
 }
 
 /// The invocation's deadline, less a margin to answer in: no store call outlives it.
-pub fn deadline_of(ctx_deadline_ms: u64) -> Option<Instant> {
+pub fn deadline_of(ctx_deadline_ms: u64) -> Instant {
     let margin = Duration::from_millis(500);
     let left = crate::http::host::time_left(ctx_deadline_ms, std::time::SystemTime::now(), margin);
-    Some(Instant::now() + left)
+    Instant::now() + left
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::free_port;
+
 /// The cargo-lambda to run (`PAIL_CARGO_LAMBDA`, set by `tests/run.sh` to the one in `.venv`);
 /// `None` skips the test, unless `PAIL_REQUIRE_LAMBDA=1`.
 pub fn cargo_lambda() -> Option<String> {
@@ -50,14 +52,6 @@ impl Drop for Killed {
             }
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_for_port(addr: &str) {

@@ -594,3 +594,12 @@ pub mod http {
         stream
     }
 }
+
+/// A free port on loopback (bound, then released for a server to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -24,7 +24,9 @@
 #![allow(clippy::unwrap_used)]
 
 use pail_core::{Pail, TopicConfig};
-use pail_tests::{Backend, TestStore, pail_cmd, python, read_all, run_timed, spawn_timed};
+use pail_tests::{
+    Backend, TestStore, free_port, pail_cmd, python, read_all, run_timed, spawn_timed,
+};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -290,15 +292,6 @@ async fn kcat_balanced_consumers_split_the_partitions() {
         partitions[0].is_disjoint(&partitions[1]),
         "a partition read by both members: {partitions:?}"
     );
-}
-
-/// A free port on loopback (bound, then released for the listener to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ async fn run() -> anyhow::Result<()> {
     let cfg = IngestConfig::from_env()?;
     let (pail, cfg) = (&pail, &cfg);
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
-        let deadline = ingest::deadline_of(ev.context.deadline);
+        let deadline = Some(ingest::deadline_of(ev.context.deadline));
         ingest::handle(pail, cfg, ev.payload, deadline)
             .await
             .map_err(|e| lambda_runtime::Error::from(format!("{e:#}")))

@@ -217,11 +217,13 @@ pub fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Protocol
     debug_assert_eq!(header.correlation_id, correlation_id);
     let reply = (api.handle)(broker, version, rest)?;
     let header_version = api.key.response_header_version(version);
-    let client = header.client_id.as_deref().unwrap_or("").to_string();
-    tracing::debug!(%client, correlation_id, "{:?} v{version}", api.key);
+    // Fields are evaluated only when debug logging is on: nothing is spent per request otherwise.
+    let client = header.client_id.as_deref().unwrap_or("");
+    tracing::debug!(client, correlation_id, "{:?} v{version}", api.key);
+    let key = api.key;
     Ok(async move {
         let answer = reply.await;
-        tracing::debug!(%client, correlation_id, "{:?} v{version} answered", api.key);
+        tracing::debug!(correlation_id, "{key:?} v{version} answered");
         match answer {
             Answer::Body(body) => Ok(Some(frame_response(correlation_id, header_version, body))),
             Answer::Nothing => Ok(None),
